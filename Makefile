@@ -1,0 +1,40 @@
+# Quickstart: `make dev` runs the product, `make test` runs the tests. Both install everything
+# they need into .venv first (from requirements.lock), so they work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export USAGE_DATA_DIR ?= $(CURDIR)/.usage_data
+export DAGSTER_HOME ?= $(USAGE_DATA_DIR)/dagster_home
+
+.PHONY: dev test install lock lint check-defs db-dsn
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	mkdir -p "$(DAGSTER_HOME)"
+	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.quickstart.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	$(BIN)/usage-db start
+	$(BIN)/usage-db migrate
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: $(STAMP)
+	$(BIN)/ruff check usage_assets usage_assets_tests alembic
+	$(BIN)/ruff format --check usage_assets usage_assets_tests alembic
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+db-dsn: $(STAMP)
+	@$(BIN)/usage-db dsn
+
+# Regenerate requirements.lock after changing pyproject.toml's dependencies.
+lock:
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml

@@ -1,0 +1,95 @@
+"""Command-line helpers: `usage-db` (embedded server, DSN, migrations) and `usage-simulator`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from usage_assets import embedded_db, settings
+from usage_assets.database import migrate, resolve_url, safe_url
+from usage_assets.errors import UsageAssetsError
+
+
+def _dsn() -> str:
+    """The libpq DSN of the usage database (BI tools, psql); passwords masked."""
+    if settings.database_url():
+        return safe_url(resolve_url()).replace("postgresql+psycopg://", "postgresql://")
+    server = embedded_db.default_server()
+    return server.dsn()
+
+
+def db_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="usage-db",
+        description="Manage the usage database: the embedded PostgreSQL and its migrations.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("start", help="start the embedded PostgreSQL (if it is not running)")
+    commands.add_parser("stop", help="stop the embedded PostgreSQL")
+    commands.add_parser("status", help="say whether the embedded PostgreSQL runs, and where")
+    commands.add_parser("dsn", help="print the DSN for psql and BI tools")
+    commands.add_parser("migrate", help="upgrade the openai_usage schema to the latest revision")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            server = embedded_db.ensure_running()
+            print(f"embedded PostgreSQL running: {server.dsn()} (data: {server.pgdata})")
+        elif args.command == "stop":
+            print("stopped" if embedded_db.stop() else "not running")
+        elif args.command == "status":
+            server = embedded_db.default_server()
+            state = "running" if embedded_db.is_running(server) else "stopped"
+            print(f"embedded PostgreSQL {state}: {server.dsn()} (data: {server.pgdata})")
+            if settings.database_url():
+                print(f"USAGE_DATABASE_URL is set, so usage_assets uses {_dsn()}")
+        elif args.command == "dsn":
+            if not settings.database_url():
+                embedded_db.ensure_running()
+            print(_dsn())
+        elif args.command == "migrate":
+            url = resolve_url()
+            migrate(url)
+            print(f"openai_usage schema is at the latest revision on {safe_url(url)}")
+    except UsageAssetsError as exc:
+        print(f"usage-db: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def simulator_main(argv: list[str] | None = None) -> int:
+    from usage_assets.simulator.organization import SyntheticOrganization
+    from usage_assets.simulator.server import SimulatedAdminAPI, iter_faults
+
+    parser = argparse.ArgumentParser(
+        prog="usage-simulator",
+        description="Serve the simulated OpenAI Admin API on 127.0.0.1 until interrupted.",
+    )
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--seed", type=int, default=SyntheticOrganization.seed)
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=SyntheticOrganization.stream_count,
+        help="usage groups in the organization (10000 for a large org)",
+    )
+    parser.add_argument(
+        "--required-key", default=None, help="answer 401 unless this bearer key is sent"
+    )
+    parser.add_argument(
+        "--faults",
+        default="[]",
+        help='JSON list of faults, e.g. \'[{"kind": "status", "status": 429}]\'',
+    )
+    args = parser.parse_args(argv)
+    org = SyntheticOrganization(seed=args.seed, stream_count=args.streams)
+    simulator = SimulatedAdminAPI(org=org, port=args.port, required_key=args.required_key)
+    for fault in iter_faults(args.faults):
+        simulator.faults.add(**fault.__dict__)
+    with simulator:
+        print(f"simulated Admin API at {simulator.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0

@@ -1,0 +1,16 @@
+"""The usage_assets code location."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from usage_assets.assets import completions_usage_hourly
+from usage_assets.resources import openai_admin_from_env, usage_database_from_env
+
+defs = dg.Definitions(
+    assets=[completions_usage_hourly],
+    resources={
+        "openai_admin": openai_admin_from_env(),
+        "usage_db": usage_database_from_env(),
+    },
+)

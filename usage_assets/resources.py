@@ -1,0 +1,131 @@
+"""Dagster resources: the Admin API (real or simulated) and the usage database.
+
+Secrets arrive through `EnvVar`, so the Dagster UI shows the variable's name, never its value.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Engine
+
+from usage_assets import settings
+from usage_assets.admin_api import AdminAPIClient, Logger, RetrySettings
+from usage_assets.database import engine_for, prepare_schema, resolve_url
+from usage_assets.errors import ConfigurationError
+
+SIMULATED_BANNER = (
+    "SIMULATED DATA: OPENAI_ADMIN_KEY is not set, so usage comes from the built-in simulated "
+    "Admin API (a synthetic demo organization), not from your OpenAI organization."
+)
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class AdminAPIConnection:
+    client: AdminAPIClient
+    simulated: bool
+
+    @property
+    def source_url(self) -> str:
+        return "simulator" if self.simulated else self.client.base_url
+
+
+class OpenAIAdminResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Read access to the OpenAI Admin API; with no admin key, the built-in simulator."""
+
+    admin_key: str | None = Field(
+        default=None,
+        description="Admin API key (sk-admin-…), from OPENAI_ADMIN_KEY. Unset: simulated data.",
+    )
+    base_url: str | None = Field(
+        default=None, description=f"OPENAI_BASE_URL; unset means {settings.DEFAULT_BASE_URL}."
+    )
+    organization: str | None = Field(default=None, description="OPENAI_ORGANIZATION header.")
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 120.0
+    max_attempts: int = Field(default=8, description="HTTP attempts per page, retries included.")
+    max_backoff_seconds: float = 60.0
+
+    def _check(self) -> None:
+        if self.admin_key or self.base_url is None:
+            return
+        host = urlsplit(self.base_url).hostname or ""
+        if host not in LOOPBACK_HOSTS:
+            raise ConfigurationError(
+                f"OPENAI_ADMIN_KEY is not set, but OPENAI_BASE_URL points at {self.base_url}. "
+                "Set OPENAI_ADMIN_KEY to an organization Admin API key, or unset OPENAI_BASE_URL "
+                "to run on the built-in simulated Admin API."
+            )
+
+    @contextmanager
+    def connect(self, log: Logger) -> Iterator[AdminAPIConnection]:
+        """A client for one run; starts the in-process simulator when there is no key."""
+        self._check()
+        if self.admin_key or self.base_url:
+            client = self._client(self.base_url or settings.DEFAULT_BASE_URL, log)
+            try:
+                yield AdminAPIConnection(client, simulated=False)
+            finally:
+                client.close()
+            return
+        from usage_assets.simulator.server import SimulatedAdminAPI
+
+        log.warning(SIMULATED_BANNER)
+        with SimulatedAdminAPI() as simulator:
+            client = self._client(simulator.base_url, log)
+            try:
+                yield AdminAPIConnection(client, simulated=True)
+            finally:
+                client.close()
+
+    def _client(self, base_url: str, log: Logger) -> AdminAPIClient:
+        return AdminAPIClient(
+            base_url,
+            self.admin_key,
+            organization=self.organization,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            read_timeout_seconds=self.read_timeout_seconds,
+            retry=RetrySettings(
+                max_attempts=self.max_attempts, max_backoff_seconds=self.max_backoff_seconds
+            ),
+            log=log,
+        )
+
+
+class UsageDatabase(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The PostgreSQL database holding the `openai_usage` schema."""
+
+    url: str | None = Field(
+        default=None,
+        description="USAGE_DATABASE_URL; unset means the embedded PostgreSQL under USAGE_DATA_DIR.",
+    )
+    auto_migrate: bool = Field(
+        default=True, description="USAGE_AUTO_MIGRATE: upgrade to the Alembic head before writing."
+    )
+
+    def engine(self) -> Engine:
+        """The engine, with the schema checked (or migrated) to the code's revision."""
+        engine = engine_for(resolve_url(self.url))
+        prepare_schema(engine, auto_migrate=self.auto_migrate)
+        return engine
+
+
+def openai_admin_from_env() -> OpenAIAdminResource:
+    """Bind each setting to its environment variable when set (the UI shows names, not values)."""
+    settings.base_url()  # validate early: a malformed URL fails the code location load
+    return OpenAIAdminResource(
+        admin_key=dg.EnvVar("OPENAI_ADMIN_KEY") if settings.admin_key() else None,
+        base_url=dg.EnvVar("OPENAI_BASE_URL") if settings.base_url() else None,
+        organization=dg.EnvVar("OPENAI_ORGANIZATION") if settings.organization() else None,
+    )
+
+
+def usage_database_from_env() -> UsageDatabase:
+    return UsageDatabase(
+        url=dg.EnvVar("USAGE_DATABASE_URL") if settings.database_url() else None,
+        auto_migrate=settings.auto_migrate(),
+    )

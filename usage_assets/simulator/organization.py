@@ -1,0 +1,355 @@
+"""A deterministic synthetic OpenAI organization: projects, users, keys and their hourly usage.
+
+Usage is a pure function of (seed, hour): any process, any paging and any query order see the
+same numbers, so tests and the quickstart can compare what landed in PostgreSQL with what the
+simulator serves. The organization has what real ones have: several projects (one of them the
+default project, reported with a null project_id), users, service-account keys with no user,
+playground usage with no key, dated snapshots and a fine-tuned model, batch and every service
+tier, quiet hours with no usage, and data before `breakdown_since` that lacks the newer
+breakdown fields (as older API data does).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from usage_assets.models import DIMENSIONS, METRICS
+
+RESULT_OBJECT = "organization.usage.completions.result"
+#: Fields present in results before `breakdown_since` (the endpoint document's example).
+LEGACY_METRICS = (
+    "input_tokens",
+    "output_tokens",
+    "input_cached_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "num_model_requests",
+)
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    released: dt.date
+    input_per_request: int
+    output_per_request: int
+    audio: bool = False
+    image: bool = False
+    tiers: tuple[str, ...] = ("default",)
+
+
+MODELS: tuple[ModelProfile, ...] = (
+    ModelProfile("gpt-4o-mini-2024-07-18", dt.date(2024, 7, 18), 1800, 350, image=True),
+    ModelProfile("gpt-4o-2024-08-06", dt.date(2024, 8, 6), 2500, 500, image=True,
+                 tiers=("default", "scale")),
+    ModelProfile("gpt-4o-audio-preview-2024-12-17", dt.date(2024, 12, 17), 900, 600, audio=True),
+    ModelProfile("o3-mini-2025-01-31", dt.date(2025, 1, 31), 1500, 2200,
+                 tiers=("default", "flex")),
+    ModelProfile("gpt-4.1-2025-04-14", dt.date(2025, 4, 14), 6000, 700, image=True,
+                 tiers=("default", "priority")),
+    ModelProfile("gpt-4.1-mini-2025-04-14", dt.date(2025, 4, 14), 3000, 400),
+    ModelProfile("o4-mini-2025-04-16", dt.date(2025, 4, 16), 2000, 2500,
+                 tiers=("default", "flex", "priority")),
+    ModelProfile("gpt-5-2025-08-07", dt.date(2025, 8, 7), 4000, 1800,
+                 tiers=("default", "flex", "priority")),
+    ModelProfile("gpt-5-mini-2025-08-07", dt.date(2025, 8, 7), 2500, 900,
+                 tiers=("default", "flex")),
+    ModelProfile("ft:gpt-4o-mini-2024-07-18:acme::B7xQ9kLm", dt.date(2024, 9, 1), 1200, 200),
+    # An old model so that the first months have usage, priced by its own rule.
+    ModelProfile("gpt-3.5-turbo-0125", dt.date(2023, 1, 1), 1000, 250),
+)  # fmt: skip
+
+PROJECT_NAMES = (
+    "Support Copilot", "Search Ranking", "Sales Email Drafts", "Data Platform Evals",
+    "Voice Agent", "Docs Q&A", "Fraud Review", "Marketing Images", "Internal Tools",
+)  # fmt: skip
+FIRST_NAMES = ("Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances",
+               "Guido", "Radia", "Edsger", "Katherine")  # fmt: skip
+
+
+def _token(rng: random.Random, n: int) -> str:
+    return "".join(rng.choices(string.ascii_letters + string.digits, k=n))
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    name: str
+    created_at: int
+    status: str = "active"
+    archived_at: int | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    email: str
+    role: str
+    added_at: int
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    project_id: str
+    owner_user_id: str | None  # None: a service account's key
+    created_at: int
+
+    @property
+    def redacted_value(self) -> str:
+        return f"sk-proj-****{self.id[-4:]}"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One combination of every dimension that produces usage."""
+
+    project_id: str | None
+    user_id: str | None
+    api_key_id: str | None
+    model: ModelProfile
+    batch: bool
+    service_tier: str
+    api_source: str
+    activity: float  # chance of usage in a given busy hour
+    volume: float  # requests scale
+
+
+@dataclass
+class SyntheticOrganization:
+    seed: int = 20240101
+    project_count: int = 6
+    user_count: int = 10
+    stream_count: int = 48
+    #: Results before this UTC day lack the breakdown fields, like older real data.
+    breakdown_since: dt.date = dt.date(2025, 1, 1)
+    #: Extra fields added to every result, to rehearse API drift ("fields added tomorrow").
+    extra_result_fields: Mapping[str, Any] = field(default_factory=dict)
+    #: Chance that a whole hour has no usage at all.
+    quiet_hour_share: float = 0.04
+    #: Every stream active every hour (for benchmarks of large organizations).
+    always_active: bool = False
+
+    projects: list[Project] = field(init=False)
+    users: list[User] = field(init=False)
+    api_keys: list[ApiKey] = field(init=False)
+    streams: list[Stream] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        created = int(dt.datetime(2023, 6, 1, tzinfo=dt.UTC).timestamp())
+        self.projects = [
+            Project(
+                id=f"proj_{_token(rng, 24)}",
+                name=PROJECT_NAMES[i % len(PROJECT_NAMES)] + (f" {i}" if i >= 9 else ""),
+                created_at=created + i * 86400,
+            )
+            for i in range(self.project_count)
+        ]
+        self.users = []
+        for i in range(self.user_count):
+            first = FIRST_NAMES[i % len(FIRST_NAMES)]
+            self.users.append(
+                User(
+                    id=f"user-{_token(rng, 24)}",
+                    name=f"{first} {chr(65 + i % 26)}.",
+                    email=f"{first.lower()}.{i}@example.com",
+                    role="owner" if i == 0 else "reader",
+                    added_at=created,
+                )
+            )
+        self.api_keys = []
+        for i, project in enumerate(self.projects):
+            for k in range(2):
+                owner = None if k == 1 else self.users[(i + k) % len(self.users)].id
+                self.api_keys.append(
+                    ApiKey(
+                        id=f"key_{_token(rng, 16)}",
+                        name=f"{project.name} {'service' if owner is None else 'dev'} key",
+                        project_id=project.id,
+                        owner_user_id=owner,
+                        created_at=project.created_at,
+                    )
+                )
+        self.streams = self._make_streams(rng)
+        self._hour_cache = lru_cache(maxsize=64)(self._hour_results)
+
+    def _make_streams(self, rng: random.Random) -> list[Stream]:
+        streams: dict[tuple[Any, ...], Stream] = {}
+        attempts = 0
+        while len(streams) < self.stream_count and attempts < self.stream_count * 20:
+            attempts += 1
+            kind = rng.random()
+            if kind < 0.06:  # playground / ChatGPT-style usage: default project, no key
+                project_id, key_id = None, None
+                user_id: str | None = rng.choice(self.users).id
+            else:
+                key = rng.choice(self.api_keys)
+                project_id, key_id, user_id = key.project_id, key.id, key.owner_user_id
+            model = rng.choice(MODELS)
+            batch = rng.random() < 0.12 and not model.audio
+            tier = "default" if batch else rng.choice(model.tiers)
+            stream = Stream(
+                project_id=project_id,
+                user_id=user_id,
+                api_key_id=key_id,
+                model=model,
+                batch=batch,
+                service_tier=tier,
+                api_source="agents_api" if rng.random() < 0.15 else "unlabeled",
+                activity=1.0 if self.always_active else rng.uniform(0.2, 0.9),
+                volume=rng.uniform(1, 40),
+            )
+            streams.setdefault(_stream_key(stream), stream)
+        return list(streams.values())
+
+    # ------------------------------------------------------------------ usage
+
+    def hour_results(self, hour_start: int) -> list[dict[str, Any]]:
+        """Usage of one UTC hour grouped by every dimension (cached; do not mutate)."""
+        return self._hour_cache(hour_start)
+
+    def _hour_results(self, hour_start: int) -> list[dict[str, Any]]:
+        if hour_start % 3600:
+            raise ValueError("hour_start must be aligned to the hour")
+        when = dt.datetime.fromtimestamp(hour_start, dt.UTC)
+        rng = random.Random((self.seed << 40) ^ (hour_start // 3600))
+        if not self.always_active and rng.random() < self.quiet_hour_share:
+            return []
+        daylight = 0.35 + 0.65 * max(0.0, 1 - abs(when.hour - 15) / 10)
+        modern = when.date() >= self.breakdown_since
+        results = []
+        for stream in self.streams:
+            roll, size = rng.random(), rng.random()
+            if when.date() < stream.model.released:
+                continue
+            if not self.always_active and roll > stream.activity * daylight:
+                continue
+            requests = 1 + int(stream.volume * size * (3 if stream.batch else 1))
+            results.append(self._result(stream, requests, rng, modern))
+        return results
+
+    def _result(
+        self, stream: Stream, requests: int, rng: random.Random, modern: bool
+    ) -> dict[str, Any]:
+        model = stream.model
+        per_in = model.input_per_request * rng.uniform(0.5, 1.5)
+        per_out = model.output_per_request * rng.uniform(0.5, 1.5)
+        total_in = int(per_in * requests)
+        cached_share = rng.choice((0.0, 0.1, 0.4, 0.8))
+        audio_in = int(total_in * 0.6) if model.audio else 0
+        image_in = int(total_in * 0.2) if model.image and rng.random() < 0.3 else 0
+        text_in = total_in - audio_in - image_in
+        cached_text = int(text_in * cached_share)
+        cached_audio = int(audio_in * cached_share * 0.5)
+        cached_image = 0
+        cache_write = int((text_in - cached_text) * 0.05) if modern and cached_share else 0
+        cache_write_12h = int((text_in - cached_text) * 0.02) if cached_share >= 0.4 else 0
+        uncached_text = text_in - cached_text - cache_write - cache_write_12h
+        uncached_audio = audio_in - cached_audio
+        total_out = int(per_out * requests)
+        audio_out = int(total_out * 0.7) if model.audio else 0
+        metrics = {
+            "input_tokens": total_in,
+            "output_tokens": total_out,
+            "num_model_requests": requests,
+            "input_cached_tokens": cached_text + cached_audio + cached_image,
+            "input_cache_write_tokens": cache_write,
+            "input_cache_write_12h_tokens": cache_write_12h,
+            "input_uncached_tokens": uncached_text + uncached_audio + image_in,
+            "input_text_tokens": uncached_text,
+            "input_audio_tokens": uncached_audio,
+            "input_image_tokens": image_in,
+            "input_cached_text_tokens": cached_text,
+            "input_cached_audio_tokens": cached_audio,
+            "input_cached_image_tokens": cached_image,
+            "output_text_tokens": total_out - audio_out,
+            "output_audio_tokens": audio_out,
+            "output_image_tokens": 0,
+        }
+        if not modern:
+            # Older data: no cache writes existed, and only the original fields were reported.
+            metrics["input_cached_tokens"] = cached_text + cached_audio
+            metrics = {name: metrics[name] for name in LEGACY_METRICS}
+        result: dict[str, Any] = {"object": RESULT_OBJECT}
+        result.update(zip(DIMENSIONS, _stream_key(stream), strict=True))
+        result.update(metrics)
+        return result
+
+    def usage_results(
+        self,
+        start: int,
+        end: int,
+        *,
+        group_by: Sequence[str],
+        project_ids: Iterable[str] = (),
+        user_ids: Iterable[str] = (),
+        api_key_ids: Iterable[str] = (),
+        models: Iterable[str] = (),
+        batch: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """Results for [start, end) (whole hours), filtered and grouped as the API does."""
+        filters = {
+            "project_id": set(project_ids),
+            "user_id": set(user_ids),
+            "api_key_id": set(api_key_ids),
+            "model": set(models),
+        }
+        grouped: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for hour in range(start - start % 3600, end, 3600):
+            for result in self.hour_results(hour):
+                if batch is not None and result["batch"] is not batch:
+                    continue
+                if any(
+                    allowed and result[name] not in allowed for name, allowed in filters.items()
+                ):
+                    continue
+                key = tuple(result[d] if d in group_by else None for d in DIMENSIONS)
+                merged = grouped.get(key)
+                if merged is None:
+                    merged = {"object": RESULT_OBJECT, **dict(zip(DIMENSIONS, key, strict=True))}
+                    for name in METRICS:
+                        if name in result:
+                            merged[name] = 0
+                    grouped[key] = merged
+                for name in METRICS:
+                    if name in result:
+                        merged[name] = merged.get(name, 0) + result[name]
+        out = list(grouped.values())
+        if self.extra_result_fields:
+            for result in out:
+                result.update(self.extra_result_fields)
+        return out
+
+    def totals_by_project(self, start: int, end: int) -> dict[str | None, dict[str, int]]:
+        """Ground truth for tests: token and request sums per project over [start, end)."""
+        totals: dict[str | None, dict[str, int]] = {}
+        for hour in range(start, end, 3600):
+            for result in self.hour_results(hour):
+                acc = totals.setdefault(
+                    result["project_id"],
+                    {"input_tokens": 0, "output_tokens": 0, "num_model_requests": 0},
+                )
+                for name in acc:
+                    acc[name] += result[name]
+        return totals
+
+
+def _stream_key(stream: Stream) -> tuple[Any, ...]:
+    return (
+        stream.project_id,
+        stream.user_id,
+        stream.api_key_id,
+        stream.model.name,
+        stream.batch,
+        stream.service_tier,
+        stream.api_source,
+    )
