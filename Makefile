@@ -22,7 +22,7 @@ dev: $(STAMP)
 	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.quickstart.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/usage-db start
 	$(BIN)/usage-db migrate
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 test: $(STAMP)
 	$(BIN)/ruff check usage_assets usage_assets_tests alembic

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from logging.config import fileConfig
 
+from alembic import context
 from sqlalchemy import Connection, text
 
-from alembic import context
 from usage_assets.database import engine_for, resolve_url
 from usage_assets.models import SCHEMA, VERSION_TABLE, Base
 

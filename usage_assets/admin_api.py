@@ -116,6 +116,11 @@ class AdminAPIClient:
             self._session.headers["Authorization"] = f"Bearer {self.admin_key}"
         if self.organization:
             self._session.headers["OpenAI-Organization"] = self.organization
+        self._backoff = wait_exponential_jitter(
+            multiplier=self.retry.initial_backoff_seconds,
+            max=self.retry.max_backoff_seconds,
+            jitter=self.retry.initial_backoff_seconds,
+        )
 
     def __repr__(self) -> str:  # never show the key, even in a debugger or traceback
         return f"AdminAPIClient(base_url={self.base_url!r}, admin_key=[REDACTED])"
@@ -137,8 +142,11 @@ class AdminAPIClient:
                 params=params,
                 timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            # ChunkedEncodingError (a truncated body) is a ConnectionError too.
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,  # a body cut short
+        ) as exc:
             raise TransientAPIError(
                 self._redact(f"GET {path}: {type(exc).__name__}: {exc}"), retry_after=None
             ) from None
@@ -181,12 +189,7 @@ class AdminAPIClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientAPIError) and exc.retry_after is not None:
             return min(exc.retry_after, self.retry.max_retry_after_seconds)
-        backoff = wait_exponential_jitter(
-            initial=self.retry.initial_backoff_seconds,
-            max=self.retry.max_backoff_seconds,
-            jitter=self.retry.initial_backoff_seconds,
-        )
-        return float(backoff(state))
+        return float(self._backoff(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -84,7 +84,7 @@ def completions_usage_hourly(
             group_by=config.group_by,
             simulated=api.simulated,
             source_url=api.source_url,
-            dagster_run_id=context.run_id,
+            dagster_run_id=context.run.run_id,
         )
         days: list[DayRows] = []
         for day in ingest_days(api.client, engine, first_day, end_day, config.group_by, info):

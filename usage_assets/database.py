@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -12,7 +13,6 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from alembic import command
 from usage_assets import embedded_db, settings
 from usage_assets.errors import ConfigurationError, SchemaNotReadyError
 from usage_assets.models import SCHEMA, VERSION_TABLE

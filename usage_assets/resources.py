@@ -39,6 +39,7 @@ class OpenAIAdminResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     admin_key: str | None = Field(
         default=None,
+        repr=False,
         description="Admin API key (sk-admin-…), from OPENAI_ADMIN_KEY. Unset: simulated data.",
     )
     base_url: str | None = Field(

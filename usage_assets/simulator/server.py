@@ -173,7 +173,10 @@ class SimulatedAdminAPI:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="simulated-admin-api", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
+            name="simulated-admin-api",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -205,7 +208,9 @@ class SimulatedAdminAPI:
             )
         seconds = BUCKET_SECONDS[width]
         default_limit, max_limit = BUCKET_LIMITS[width]
-        limit = _int_param(query, "limit") or default_limit
+        limit = _int_param(query, "limit")
+        if limit is None:
+            limit = default_limit
         if not 1 <= limit <= max_limit:
             raise ApiError(
                 400,

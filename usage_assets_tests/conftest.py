@@ -1,0 +1,104 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or the server of USAGE_DATABASE_URL) with a
+throwaway database migrated by Alembic, and the simulated Admin API on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from usage_assets import embedded_db
+from usage_assets.database import engine_for, migrate, normalize_url
+from usage_assets.simulator.server import SimulatedAdminAPI
+
+#: Read once at import: the fixture below scrubs the environment for every test.
+EXTERNAL_DATABASE_URL = os.environ.get("USAGE_DATABASE_URL")
+CONFIG_VARIABLES = (
+    "OPENAI_ADMIN_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORGANIZATION",
+    "USAGE_DATABASE_URL",
+    "USAGE_START_DATE",
+    "USAGE_DATA_DIR",
+    "USAGE_EMBEDDED_PG_PORT",
+    "USAGE_AUTO_MIGRATE",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own keys, database or data directory."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """libpq URL of the maintenance database of a real PostgreSQL server."""
+    if EXTERNAL_DATABASE_URL:
+        yield libpq(make_url(normalize_url(EXTERNAL_DATABASE_URL)).set(database="postgres")
+                    .render_as_string(hide_password=False))  # fmt: skip
+        return
+    server = embedded_db.EmbeddedServer(
+        data_dir=tmp_path_factory.mktemp("embedded-pg"), port=free_port()
+    )
+    embedded_db.ensure_running(server)
+    yield server.url("postgres", "postgresql")
+    embedded_db.stop(server)
+
+
+def create_database(pg_server_url: str) -> str:
+    """A new empty database on the test server; returns its SQLAlchemy URL."""
+    name = f"usage_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return normalize_url(make_url(pg_server_url).set(database=name).render_as_string(False))
+
+
+def drop_database(pg_server_url: str, url: str) -> None:
+    engine_for(url).dispose()
+    name = make_url(url).database
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """SQLAlchemy URL of a throwaway database migrated to the Alembic head."""
+    url = create_database(pg_server_url)
+    migrate(url)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Engine:
+    """The migrated test database, emptied before each test."""
+    engine = engine_for(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("TRUNCATE openai_usage.completions_usage_hourly, openai_usage.usage_loads")
+        )
+    return engine
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatedAdminAPI]:
+    with SimulatedAdminAPI() as sim:
+        yield sim

@@ -1,0 +1,99 @@
+"""The documented commands, run as a user runs them: Dagster's CLI, alembic, usage-db."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from usage_assets import embedded_db, settings
+from usage_assets.database import engine_for
+from usage_assets.simulator.server import SimulatedAdminAPI
+
+from .conftest import create_database, drop_database, free_port, libpq
+
+BIN = Path(sys.executable).parent
+
+
+def run(
+    *command: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / command[0]), *command[1:]],
+        cwd=settings.PROJECT_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def empty_url(pg_server_url: str) -> Iterator[str]:
+    url = create_database(pg_server_url)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+def test_alembic_cli_honours_usage_database_url(empty_url: str) -> None:
+    env = {"USAGE_DATABASE_URL": libpq(empty_url)}
+    upgrade = run("alembic", "upgrade", "head", env=env)
+    assert upgrade.returncode == 0, upgrade.stderr
+    check = run("alembic", "check", env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+def test_dagster_cli_materializes_a_partition(empty_url: str) -> None:
+    key = "sk-admin-CLITEST0123456789abcdef"
+    with SimulatedAdminAPI(required_key=key) as sim:
+        env = {
+            "USAGE_DATABASE_URL": libpq(empty_url),
+            "OPENAI_BASE_URL": sim.base_url,
+            "OPENAI_ADMIN_KEY": key,
+            "USAGE_START_DATE": "2025-01-01",
+        }
+        done = run(
+            "dagster", "asset", "materialize", "-m", "usage_assets.definitions",
+            "--select", "completions_usage_hourly", "--partition", "2025-11-20",
+            env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert key not in done.stdout + done.stderr
+        start = int(dt.datetime(2025, 11, 20, tzinfo=dt.UTC).timestamp())
+        truth = sim.org.totals_by_project(start, start + 86400)
+    with engine_for(empty_url).connect() as conn:
+        landed = conn.execute(
+            text(
+                "SELECT sum(input_tokens + output_tokens) FROM "
+                "openai_usage.completions_usage_hourly"
+            )
+        ).scalar()
+    assert landed == sum(t["input_tokens"] + t["output_tokens"] for t in truth.values())
+
+
+def test_usage_db_dsn_starts_the_embedded_server(tmp_path: Path) -> None:
+    env = {"USAGE_DATA_DIR": str(tmp_path), "USAGE_EMBEDDED_PG_PORT": str(free_port())}
+    server = embedded_db.EmbeddedServer(tmp_path, int(env["USAGE_EMBEDDED_PG_PORT"]))
+    try:
+        dsn = run("usage-db", "dsn", env=env)
+        assert dsn.returncode == 0, dsn.stderr
+        assert dsn.stdout.strip() == server.dsn()
+        assert run("usage-db", "migrate", env=env).returncode == 0
+        with psycopg.connect(dsn.stdout.strip()) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'openai_usage'"
+            ).fetchone()
+        assert tables == (3,)
+        status = run("usage-db", "status", env=env)
+        assert "running" in status.stdout
+    finally:
+        assert run("usage-db", "stop", env=env).stdout.strip() == "stopped"

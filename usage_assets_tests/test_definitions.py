@@ -1,0 +1,94 @@
+"""The code location loads, reads its configuration from the environment, and hides secrets."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import dagster as dg
+import pytest
+
+from usage_assets import settings
+from usage_assets.errors import ConfigurationError
+
+
+def load_definitions() -> ModuleType:
+    for name in ("usage_assets.definitions", "usage_assets.assets", "usage_assets.partitions"):
+        sys.modules.pop(name, None)
+    return importlib.import_module("usage_assets.definitions")
+
+
+def test_definitions_load_with_daily_utc_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USAGE_START_DATE", "2025-03-01")
+    defs: dg.Definitions = load_definitions().defs
+    defs.validate_loadable(defs)
+    asset = defs.resolve_assets_def("completions_usage_hourly")
+    partitions = asset.partitions_def
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert partitions.timezone == "UTC"
+    assert partitions.get_first_partition_key() == "2025-03-01"
+    spec = asset.specs_by_key[dg.AssetKey("completions_usage_hourly")]
+    assert spec.kinds == {"openai", "postgres"}
+    assert spec.owners == ["team:finops"]
+    assert spec.metadata["dagster/table_name"] == "openai_usage.completions_usage_hourly"
+    assert asset.op.pool == "openai_admin_api"
+
+
+def test_secrets_are_bound_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-admin-NEVERSHOWN0123456789"
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", key)
+    monkeypatch.setenv("USAGE_DATABASE_URL", "postgresql://u:hunter2secret@db.example:5432/usage")
+    defs: dg.Definitions = load_definitions().defs
+    resources = defs.resources
+    assert resources is not None
+    admin = resources["openai_admin"]
+    assert isinstance(admin.admin_key, dg.EnvVar)  # type: ignore[attr-defined]
+    assert key not in repr(resources)
+    assert "hunter2secret" not in repr(resources)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("USAGE_START_DATE", "2024-13-01", "USAGE_START_DATE"),
+        ("USAGE_START_DATE", "2999-01-01", "in the future"),
+        ("OPENAI_BASE_URL", "api.openai.com/v1", "OPENAI_BASE_URL"),
+        ("USAGE_EMBEDDED_PG_PORT", "port", "USAGE_EMBEDDED_PG_PORT"),
+        ("USAGE_AUTO_MIGRATE", "maybe", "USAGE_AUTO_MIGRATE"),
+    ],
+)
+def test_bad_configuration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=message):
+        load_definitions()
+        settings.embedded_port()
+
+
+def test_database_url_must_be_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    from usage_assets.database import normalize_url
+
+    assert normalize_url("postgres://a:b@h/d") == "postgresql+psycopg://a:b@h/d"
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        normalize_url("sqlite:///usage.db")
+    with pytest.raises(ConfigurationError, match="not a database URL"):
+        normalize_url("not a url")
+
+
+def test_dg_check_defs() -> None:
+    """The same check a user runs: the code location loads, without warnings we could avoid."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), "check", "defs"],
+        cwd=settings.PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
+    assert "Warning" not in result.stderr, result.stderr
