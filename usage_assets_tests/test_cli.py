@@ -97,3 +97,32 @@ def test_usage_db_dsn_starts_the_embedded_server(tmp_path: Path) -> None:
         assert "running" in status.stdout
     finally:
         assert run("usage-db", "stop", env=env).stdout.strip() == "stopped"
+
+
+def test_quickstart_path_embedded_database_and_simulator(tmp_path: Path) -> None:
+    """No key, no database URL: the embedded server starts, migrates, and demo data lands."""
+    from usage_assets.simulator.organization import SyntheticOrganization
+
+    port = free_port()
+    env = {"USAGE_DATA_DIR": str(tmp_path), "USAGE_EMBEDDED_PG_PORT": str(port)}
+    server = embedded_db.EmbeddedServer(tmp_path, port)
+    try:
+        done = run(
+            "dagster", "asset", "materialize", "-m", "usage_assets.definitions",
+            "--select", "completions_usage_hourly", "--partition", "2025-11-20",
+            env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "SIMULATED DATA" in done.stdout + done.stderr
+        start = int(dt.datetime(2025, 11, 20, tzinfo=dt.UTC).timestamp())
+        truth = SyntheticOrganization().totals_by_project(start, start + 86400)
+        with psycopg.connect(server.dsn()) as conn:
+            landed = dict(
+                conn.execute(
+                    "SELECT project_id, sum(input_tokens)::bigint FROM "
+                    "openai_usage.completions_usage_hourly GROUP BY project_id"
+                ).fetchall()
+            )
+        assert landed == {project: t["input_tokens"] for project, t in truth.items()}
+    finally:
+        embedded_db.stop(server)
