@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export USAGE_DATA_DIR ?= $(CURDIR)/.usage_data
-export DAGSTER_HOME ?= $(USAGE_DATA_DIR)/dagster_home
+# The quickstart keeps Dagster's history beside the embedded database (see README).
+DEV_DAGSTER_HOME := $(or $(DAGSTER_HOME),$(or $(USAGE_DATA_DIR),$(CURDIR)/.usage_data)/dagster_home)
 
 .PHONY: dev test install lock lint check-defs db-dsn
 
@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 dev: $(STAMP)
-	mkdir -p "$(DAGSTER_HOME)"
-	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.quickstart.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	mkdir -p "$(DEV_DAGSTER_HOME)"
+	test -f "$(DEV_DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.quickstart.yaml "$(DEV_DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/usage-db start
 	$(BIN)/usage-db migrate
-	$(BIN)/dg dev --host 127.0.0.1 --port 3000
+	DAGSTER_HOME="$(DEV_DAGSTER_HOME)" $(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 test: $(STAMP)
 	$(BIN)/ruff check usage_assets usage_assets_tests alembic
