@@ -5,6 +5,7 @@ calls `create_all`.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -156,3 +158,234 @@ USAGE_COPY_COLUMNS: tuple[str, ...] = (
     *METRICS,
     "result",
 )
+
+
+# --------------------------------------------------------------------------- names
+
+
+class Project(Base):
+    """Projects of the organization (`GET /v1/organization/projects`), for names in BI."""
+
+    __tablename__ = "projects"
+    __table_args__ = ({"comment": "OpenAI projects, refreshed from the Admin API."},)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    fetched_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class User(Base):
+    """Users of the organization (`GET /v1/organization/users`)."""
+
+    __tablename__ = "users"
+    __table_args__ = ({"comment": "OpenAI organization users, refreshed from the Admin API."},)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(Text)
+    fetched_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ApiKey(Base):
+    """Project API keys: id, name and the redacted value only, never more."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = ({"comment": "Project API keys (id, name, redacted value only)."},)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    project_id: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    redacted_value: Mapped[str | None] = mapped_column(Text)
+    fetched_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+# --------------------------------------------------------------------------- billed costs
+
+
+class CostDaily(Base):
+    """Billed costs (`GET /v1/organization/costs`), one row per day, project and line item."""
+
+    __tablename__ = "costs_daily"
+    __table_args__ = (
+        UniqueConstraint(
+            "usage_date",
+            "project_id",
+            "line_item",
+            name="uq_costs_daily_day_project_line_item",
+            postgresql_nulls_not_distinct=True,
+        ),
+        {"comment": "Billed OpenAI costs per UTC day, project and line item."},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    usage_date: Mapped[dt.date] = mapped_column(Date)
+    project_id: Mapped[str | None] = mapped_column(Text)
+    line_item: Mapped[str | None] = mapped_column(Text)
+    line_item_model: Mapped[str | None] = mapped_column(
+        Text, comment="Model parsed from line_item ('gpt-4o-2024-08-06, input' -> the model)."
+    )
+    line_item_kind: Mapped[str | None] = mapped_column(
+        Text, comment="Token kind parsed from line_item: input, cached input, output, ..."
+    )
+    amount_usd: Mapped[Decimal] = mapped_column(Numeric)
+    currency: Mapped[str] = mapped_column(Text)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    ingested_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+# --------------------------------------------------------------------------- prices and costs
+
+
+class ModelAlias(Base):
+    """How each reported model name resolves to a priced model (dated snapshots -> model)."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = ({"comment": "Reported model name -> priced model reference."},)
+
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    model_ref: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str] = mapped_column(Text, comment="genai-prices, override or unresolved")
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ModelPrice(Base):
+    """A price snapshot row: USD per million tokens of each kind, in force over a date range."""
+
+    __tablename__ = "model_prices"
+    __table_args__ = (
+        Index("ix_model_prices_lookup", "model_ref", "service_tier", "batch", "effective_from"),
+        {"comment": "Prices used for cost attribution, USD per 1M tokens, with effective dates."},
+    )
+
+    price_id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    model_ref: Mapped[str] = mapped_column(Text)
+    service_tier: Mapped[str] = mapped_column(Text)
+    batch: Mapped[bool] = mapped_column(Boolean)
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    effective_to: Mapped[dt.date | None] = mapped_column(Date, comment="Exclusive; NULL: open")
+    input_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    cache_read_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    cache_write_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    cache_write_12h_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    input_audio_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    cache_audio_read_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    input_image_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    cache_image_read_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    output_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    output_audio_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    output_image_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
+    source: Mapped[str] = mapped_column(Text, comment="'genai-prices <version>' or 'override'")
+    rule: Mapped[str | None] = mapped_column(Text, comment="How the row was derived")
+    captured_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="Set when an explicit re-pricing replaced this row"
+    )
+
+
+#: Token kinds priced separately, in cost-table column order.
+TOKEN_KINDS: tuple[str, ...] = (
+    "input_text_uncached_tokens",
+    "input_text_cached_tokens",
+    "input_cache_write_tokens",
+    "input_cache_write_12h_tokens",
+    "input_audio_uncached_tokens",
+    "input_audio_cached_tokens",
+    "input_image_uncached_tokens",
+    "input_image_cached_tokens",
+    "output_text_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
+)
+
+
+class ProjectDailyCost(Base):
+    """Estimated cost per day, project, model, batch flag and service tier."""
+
+    __tablename__ = "project_daily_costs"
+    __table_args__ = (
+        UniqueConstraint(
+            "usage_date",
+            "project_id",
+            "model",
+            "batch",
+            "service_tier",
+            name="uq_project_daily_costs_grain",
+            postgresql_nulls_not_distinct=True,
+        ),
+        {"comment": "Priced usage per UTC day, project, model, batch flag and service tier."},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    usage_date: Mapped[dt.date] = mapped_column(Date)
+    project_id: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    batch: Mapped[bool | None] = mapped_column(Boolean)
+    service_tier: Mapped[str | None] = mapped_column(Text)
+    model_ref: Mapped[str | None] = mapped_column(Text)
+    price_id: Mapped[int | None] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    num_model_requests: Mapped[int] = mapped_column(BigInteger)
+    input_text_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_text_cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_cache_write_12h_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_audio_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_audio_cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_image_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_image_cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_text_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_audio_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_image_tokens: Mapped[int] = mapped_column(BigInteger)
+    breakdown_fallback: Mapped[bool] = mapped_column(
+        Boolean, comment="True when older rows without the breakdown were priced by the fallback"
+    )
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric, comment="NULL when unpriced")
+    unpriced_reason: Mapped[str | None] = mapped_column(Text)
+    computed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ProjectDailyCostSummary(Base):
+    """Per-project daily rollup of `project_daily_costs`."""
+
+    __tablename__ = "project_daily_cost_summary"
+    __table_args__ = (
+        UniqueConstraint(
+            "usage_date",
+            "project_id",
+            name="uq_project_daily_cost_summary_day_project",
+            postgresql_nulls_not_distinct=True,
+        ),
+        {"comment": "Estimated cost per UTC day and project."},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    usage_date: Mapped[dt.date] = mapped_column(Date)
+    project_id: Mapped[str | None] = mapped_column(Text)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric, comment="Sum of priced usage")
+    unpriced_tokens: Mapped[int] = mapped_column(BigInteger, comment="Tokens with no price")
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    num_model_requests: Mapped[int] = mapped_column(BigInteger)
+    models: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from usage_assets import embedded_db
 from usage_assets.database import engine_for, migrate, normalize_url
+from usage_assets.models import SCHEMA, Base
 from usage_assets.simulator.server import SimulatedAdminAPI
 
 #: Read once at import: the fixture below scrubs the environment for every test.
@@ -92,10 +93,9 @@ def database_url(pg_server_url: str) -> Iterator[str]:
 def engine(database_url: str) -> Engine:
     """The migrated test database, emptied before each test."""
     engine = engine_for(database_url)
+    tables = ", ".join(f"{SCHEMA}.{table.name}" for table in Base.metadata.tables.values())
     with engine.begin() as conn:
-        conn.execute(
-            text("TRUNCATE openai_usage.completions_usage_hourly, openai_usage.usage_loads")
-        )
+        conn.execute(text(f"TRUNCATE {tables}"))
     return engine
 
 
