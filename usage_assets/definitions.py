@@ -5,12 +5,18 @@ from __future__ import annotations
 import dagster as dg
 
 from usage_assets.assets import completions_usage_hourly
-from usage_assets.resources import openai_admin_from_env, usage_database_from_env
+from usage_assets.cost_assets import COST_ASSETS
+from usage_assets.resources import (
+    openai_admin_from_env,
+    pricing_from_env,
+    usage_database_from_env,
+)
 
 defs = dg.Definitions(
-    assets=[completions_usage_hourly],
+    assets=[completions_usage_hourly, *COST_ASSETS],
     resources={
         "openai_admin": openai_admin_from_env(),
         "usage_db": usage_database_from_env(),
+        "pricing": pricing_from_env(),
     },
 )

@@ -6,6 +6,7 @@ Secrets arrive through `EnvVar`, so the Dagster UI shows the variable's name, ne
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -129,4 +130,30 @@ def usage_database_from_env() -> UsageDatabase:
     return UsageDatabase(
         url=dg.EnvVar("USAGE_DATABASE_URL") if settings.database_url() else None,
         auto_migrate=settings.auto_migrate(),
+    )
+
+
+class PricingResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where prices come from beyond genai-prices, and how close estimates must be to the bill."""
+
+    overrides_file: str | None = Field(
+        default=None,
+        description="USAGE_PRICE_OVERRIDES: YAML or CSV of negotiated / missing prices.",
+    )
+    reconciliation_tolerance: float = Field(
+        default=0.05,
+        description="USAGE_COST_TOLERANCE: allowed relative gap between estimated and billed.",
+    )
+
+    def overrides_path(self) -> Path | None:
+        if not self.overrides_file:
+            return None
+        path = Path(self.overrides_file).expanduser()
+        return path if path.is_absolute() else settings.PROJECT_ROOT / path
+
+
+def pricing_from_env() -> PricingResource:
+    return PricingResource(
+        overrides_file=dg.EnvVar("USAGE_PRICE_OVERRIDES") if settings.price_overrides() else None,
+        reconciliation_tolerance=settings.cost_tolerance(),
     )

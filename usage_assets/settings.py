@@ -100,3 +100,22 @@ def auto_migrate() -> bool:
     if value not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigurationError(f"USAGE_AUTO_MIGRATE={value!r} must be true or false.")
     return value in ("true", "1", "yes")
+
+
+def price_overrides() -> str | None:
+    """USAGE_PRICE_OVERRIDES: path of a YAML/CSV price override file (relative: to the repo)."""
+    return _env("USAGE_PRICE_OVERRIDES")
+
+
+def cost_tolerance() -> float:
+    """USAGE_COST_TOLERANCE: relative estimated-vs-billed gap the check accepts (default 0.05)."""
+    value = _env("USAGE_COST_TOLERANCE") or "0.05"
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not 0 <= parsed < 1:
+        raise ConfigurationError(
+            f"USAGE_COST_TOLERANCE={value!r} must be a fraction between 0 and 1 (0.05 = 5%)."
+        )
+    return parsed

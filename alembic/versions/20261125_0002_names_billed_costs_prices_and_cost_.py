@@ -65,22 +65,40 @@ LANGUAGE sql IMMUTABLE AS $$
 $$
 """
 
+# Cost by billed line-item kind (the kinds of `/v1/organization/costs` line items), so estimates
+# reconcile with the invoice per model and kind; a NULL cost means a rate is missing.
+ESTIMATE_COST_BY_KIND = f"""
+CREATE FUNCTION {S}.estimate_cost_by_kind(p {S}.model_prices, {KIND_ARGS})
+RETURNS TABLE (line_item_kind text, cost_usd numeric) LANGUAGE sql STABLE AS $$
+    VALUES
+    ('input',
+         {S}.tokens_times_rate(text_uncached, p.input_mtok)
+       + {S}.tokens_times_rate(audio_uncached, p.input_audio_mtok)
+       + {S}.tokens_times_rate(image_uncached, coalesce(p.input_image_mtok, p.input_mtok))),
+    ('cached input',
+         {S}.tokens_times_rate(text_cached, coalesce(p.cache_read_mtok, p.input_mtok))
+       + {S}.tokens_times_rate(audio_cached, coalesce(p.cache_audio_read_mtok, p.input_audio_mtok))
+       + {S}.tokens_times_rate(image_cached,
+             coalesce(p.cache_image_read_mtok, p.cache_read_mtok, p.input_image_mtok, p.input_mtok))),
+    ('cache writes',
+         {S}.tokens_times_rate(cache_write, coalesce(p.cache_write_mtok, p.input_mtok))),
+    ('cache writes - 12hr',
+         {S}.tokens_times_rate(cache_write_12h,
+             coalesce(p.cache_write_12h_mtok, p.cache_write_mtok, p.input_mtok))),
+    ('output',
+         {S}.tokens_times_rate(out_text, p.output_mtok)
+       + {S}.tokens_times_rate(out_audio, p.output_audio_mtok)
+       + {S}.tokens_times_rate(out_image, coalesce(p.output_image_mtok, p.output_mtok)))
+$$
+"""
+
+ARG_NAMES = "text_uncached, text_cached, cache_write, cache_write_12h, audio_uncached, audio_cached, image_uncached, image_cached, out_text, out_audio, out_image"
+
 ESTIMATE_COST = f"""
 CREATE FUNCTION {S}.estimate_cost_usd(p {S}.model_prices, {KIND_ARGS}) RETURNS numeric
 LANGUAGE sql STABLE AS $$
-    SELECT {S}.tokens_times_rate(text_uncached, p.input_mtok)
-         + {S}.tokens_times_rate(text_cached, coalesce(p.cache_read_mtok, p.input_mtok))
-         + {S}.tokens_times_rate(cache_write, coalesce(p.cache_write_mtok, p.input_mtok))
-         + {S}.tokens_times_rate(cache_write_12h,
-               coalesce(p.cache_write_12h_mtok, p.cache_write_mtok, p.input_mtok))
-         + {S}.tokens_times_rate(audio_uncached, p.input_audio_mtok)
-         + {S}.tokens_times_rate(audio_cached, coalesce(p.cache_audio_read_mtok, p.input_audio_mtok))
-         + {S}.tokens_times_rate(image_uncached, coalesce(p.input_image_mtok, p.input_mtok))
-         + {S}.tokens_times_rate(image_cached,
-               coalesce(p.cache_image_read_mtok, p.cache_read_mtok, p.input_image_mtok, p.input_mtok))
-         + {S}.tokens_times_rate(out_text, p.output_mtok)
-         + {S}.tokens_times_rate(out_audio, p.output_audio_mtok)
-         + {S}.tokens_times_rate(out_image, coalesce(p.output_image_mtok, p.output_mtok))
+    SELECT CASE WHEN bool_or(k.cost_usd IS NULL) THEN NULL ELSE sum(k.cost_usd) END
+    FROM {S}.estimate_cost_by_kind(p, {ARG_NAMES}) k
 $$
 """
 
@@ -158,7 +176,14 @@ LEFT JOIN {S}.projects p ON p.id = coalesce(s.project_id, b.project_id)
 """,
 ]
 
-SQL_OBJECTS = [TOKEN_KINDS_VIEW, TOKENS_TIMES_RATE, ESTIMATE_COST, UNPRICED_REASON, *BI_VIEWS]
+SQL_OBJECTS = [
+    TOKEN_KINDS_VIEW,
+    TOKENS_TIMES_RATE,
+    ESTIMATE_COST_BY_KIND,
+    ESTIMATE_COST,
+    UNPRICED_REASON,
+    *BI_VIEWS,
+]
 DROP_SQL_OBJECTS = [
     f"DROP VIEW {S}.v_estimated_vs_billed",
     f"DROP VIEW {S}.v_api_key_daily_cost",
@@ -166,6 +191,7 @@ DROP_SQL_OBJECTS = [
     f"DROP VIEW {S}.v_project_daily_cost",
     f"DROP FUNCTION {S}.unpriced_reason",
     f"DROP FUNCTION {S}.estimate_cost_usd",
+    f"DROP FUNCTION {S}.estimate_cost_by_kind",
     f"DROP FUNCTION {S}.tokens_times_rate",
     f"DROP VIEW {S}.v_usage_token_kinds",
 ]

@@ -1,0 +1,202 @@
+"""Cost attribution assets: priced usage per project and model, and a per-project rollup."""
+
+import datetime as dt
+from decimal import Decimal
+
+import dagster as dg
+from pydantic import Field
+
+from usage_assets.assets import completions_usage_hourly
+from usage_assets.cost_attribution import (
+    PricingInputs,
+    cost_totals,
+    kind_mismatches,
+    negative_values,
+    price_usage,
+    raw_totals,
+    summarize_costs,
+    unpriced_usage,
+)
+from usage_assets.models import SCHEMA, ProjectDailyCost, ProjectDailyCostSummary
+from usage_assets.partitions import daily_utc_partitions
+from usage_assets.resources import PricingResource, UsageDatabase
+from usage_assets.table_schema import column_schema
+
+COSTS_TABLE = f"{SCHEMA}.{ProjectDailyCost.__tablename__}"
+SUMMARY_TABLE = f"{SCHEMA}.{ProjectDailyCostSummary.__tablename__}"
+GROUP = "cost_attribution"
+#: Recompute when the upstream partition is re-materialized (backfill, late-data refresh).
+FOLLOW_UPSTREAM = dg.AutomationCondition.eager()
+
+
+def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name, asset=asset, description=description, partitions_def=daily_utc_partitions
+    )
+
+
+class CostAttributionConfig(dg.Config):
+    reprice: bool = Field(
+        default=False,
+        description=(
+            "Replace stored genai-prices rows whose prices changed in a newer genai-prices "
+            "release. Off by default, so a past day keeps the prices it was priced with."
+        ),
+    )
+
+
+def _window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    window = context.partition_time_window
+    return window.start.date(), window.end.date()
+
+
+def _money(value: Decimal) -> str:
+    return f"${value:,.2f}"
+
+
+@dg.asset(
+    name="project_daily_costs",
+    partitions_def=daily_utc_partitions,
+    deps=[completions_usage_hourly],
+    group_name=GROUP,
+    kinds={"postgres", "sql"},
+    owners=["team:finops"],
+    automation_condition=FOLLOW_UPSTREAM,
+    metadata={
+        "dagster/table_name": COSTS_TABLE,
+        "dagster/column_schema": column_schema(ProjectDailyCost.__table__),
+    },
+    check_specs=[
+        _check(
+            "tokens_match_usage",
+            "project_daily_costs",
+            "Token and request totals equal completions_usage_hourly's for the day, exactly.",
+        ),
+        _check(
+            "all_usage_priced",
+            "project_daily_costs",
+            "Every model, tier and batch flag has a price; unpriced usage is listed.",
+        ),
+        _check("no_negative_values", "project_daily_costs", "No negative tokens or costs."),
+    ],
+    description=(
+        "Estimated cost in USD per UTC day, project, model, batch flag and service tier: every "
+        "token kind priced by its own rate (genai-prices, or your USAGE_PRICE_OVERRIDES), with "
+        "the price row used. Usage that cannot be priced keeps its tokens and has a NULL cost."
+    ),
+)
+def project_daily_costs(
+    context: dg.AssetExecutionContext,
+    config: CostAttributionConfig,
+    usage_db: UsageDatabase,
+    pricing: PricingResource,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    first, end = _window(context)
+    engine = usage_db.engine()
+    report = price_usage(
+        engine, first, end, PricingInputs(pricing.overrides_path(), config.reprice)
+    )
+    if report.stale:
+        context.log.warning(
+            "genai-prices has different prices than the stored snapshot for "
+            f"{', '.join(report.stale[:10])}; kept the stored ones. Run with reprice: true to "
+            "re-price explicitly."
+        )
+    totals = cost_totals(engine, first, end)
+    raw_in, raw_out, raw_req = raw_totals(engine, first, end)
+    mismatched_kinds = kind_mismatches(engine, first, end)
+    unpriced = unpriced_usage(engine, first, end)
+    negatives = negative_values(engine, first, end)
+    top = "\n".join(f"| {p or '(default project)'} | {_money(c)} |" for p, c in totals.top_projects)
+    unpriced_md = "\n".join(
+        f"| {model} | {tier} | {batch} | {reason} | {tokens:,} |"
+        for model, tier, batch, reason, tokens in unpriced
+    )
+    checks = [
+        dg.AssetCheckResult(
+            check_name="tokens_match_usage",
+            passed=(totals.input_tokens, totals.output_tokens, totals.num_model_requests)
+            == (raw_in, raw_out, raw_req)
+            and mismatched_kinds == 0,
+            metadata={
+                "cost_input_tokens": totals.input_tokens,
+                "usage_input_tokens": raw_in,
+                "cost_output_tokens": totals.output_tokens,
+                "usage_output_tokens": raw_out,
+                "cost_requests": totals.num_model_requests,
+                "usage_requests": raw_req,
+                "rows_whose_token_kinds_do_not_add_up": mismatched_kinds,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="all_usage_priced",
+            passed=not unpriced,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "unpriced_tokens": totals.unpriced_tokens,
+                "unpriced_models": dg.MetadataValue.md(
+                    "| model | tier | batch | reason | tokens |\n|---|---|---|---|---:|\n"
+                    + unpriced_md
+                    if unpriced
+                    else "_everything priced_"
+                ),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="no_negative_values",
+            passed=negatives == 0,
+            metadata={"rows_with_negative_values": negatives},
+        ),
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(totals.rows),
+            "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
+            "unpriced_tokens": dg.MetadataValue.int(totals.unpriced_tokens),
+            "input_tokens": dg.MetadataValue.int(totals.input_tokens),
+            "output_tokens": dg.MetadataValue.int(totals.output_tokens),
+            "num_model_requests": dg.MetadataValue.int(totals.num_model_requests),
+            "top_projects_by_cost": dg.MetadataValue.md(
+                "| project_id | cost |\n|---|---:|\n" + top if top else "_no usage_"
+            ),
+            "new_price_rows": dg.MetadataValue.int(report.inserted),
+        },
+        check_results=checks,
+    )
+
+
+@dg.asset(
+    name="project_daily_cost_summary",
+    partitions_def=daily_utc_partitions,
+    deps=[project_daily_costs],
+    group_name=GROUP,
+    kinds={"postgres", "sql"},
+    owners=["team:finops"],
+    automation_condition=FOLLOW_UPSTREAM,
+    metadata={
+        "dagster/table_name": SUMMARY_TABLE,
+        "dagster/column_schema": column_schema(ProjectDailyCostSummary.__table__),
+    },
+    description=(
+        "Estimated cost per UTC day and project (sum of priced usage), with the tokens that "
+        "could not be priced counted separately. Joined with project names in "
+        "openai_usage.v_project_daily_cost."
+    ),
+)
+def project_daily_cost_summary(
+    context: dg.AssetExecutionContext, usage_db: UsageDatabase
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    first, end = _window(context)
+    engine = usage_db.engine()
+    rows = summarize_costs(engine, first, end)
+    totals = cost_totals(engine, first, end)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
+            "unpriced_tokens": dg.MetadataValue.int(totals.unpriced_tokens),
+        }
+    )
+
+
+COST_ASSETS = [project_daily_costs, project_daily_cost_summary]

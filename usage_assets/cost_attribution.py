@@ -1,0 +1,269 @@
+"""Cost attribution in PostgreSQL: priced usage per day, project, model, batch flag and tier.
+
+Everything is set-based SQL over `v_usage_token_kinds` (token kinds, with the fallback for older
+rows) and `estimate_cost_usd()` (the pricing rules), both defined once by migration 0002. Python
+only resolves model names and keeps the price snapshot current.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from usage_assets.models import SCHEMA, TOKEN_KINDS
+from usage_assets.pricing import (
+    OVERRIDE_SOURCE,
+    SyncReport,
+    genai_price_rows,
+    load_overrides,
+    sync_model_aliases,
+    sync_price_snapshot,
+)
+
+S = SCHEMA
+KIND_SUMS = ",\n".join(f"sum({kind})::bigint AS {kind}" for kind in TOKEN_KINDS)
+KIND_ARGS = ", ".join(f"a.{kind}" for kind in TOKEN_KINDS)
+KIND_COLUMNS = ", ".join(TOKEN_KINDS)
+
+PRICE_USAGE_SQL = f"""
+INSERT INTO {S}.project_daily_costs (
+    usage_date, project_id, model, batch, service_tier, model_ref, price_id,
+    input_tokens, output_tokens, num_model_requests, {KIND_COLUMNS},
+    breakdown_fallback, cost_usd, unpriced_reason)
+WITH a AS (
+    SELECT usage_date, project_id, model, batch, service_tier,
+           sum(input_tokens)::bigint AS input_tokens,
+           sum(output_tokens)::bigint AS output_tokens,
+           sum(num_model_requests)::bigint AS num_model_requests,
+           {KIND_SUMS},
+           bool_or(breakdown_fallback) AS breakdown_fallback
+    FROM {S}.v_usage_token_kinds
+    WHERE bucket_start >= :start AND bucket_start < :end
+    GROUP BY usage_date, project_id, model, batch, service_tier
+)
+SELECT a.usage_date, a.project_id, a.model, a.batch, a.service_tier, al.model_ref,
+       (mp.price).price_id, a.input_tokens, a.output_tokens, a.num_model_requests,
+       {KIND_ARGS},
+       a.breakdown_fallback,
+       {S}.estimate_cost_usd(mp.price, {KIND_ARGS}),
+       CASE WHEN {S}.estimate_cost_usd(mp.price, {KIND_ARGS}) IS NULL
+            THEN coalesce({S}.unpriced_reason(al.model_ref, mp.price, {KIND_ARGS}), 'missing rate')
+       END
+FROM a
+LEFT JOIN {S}.model_aliases al ON al.model = a.model
+LEFT JOIN LATERAL (
+    SELECT p AS price
+    FROM {S}.model_prices p
+    WHERE p.model_ref = al.model_ref
+      AND p.superseded_at IS NULL
+      AND p.batch = coalesce(a.batch, false)
+      -- 'scale' is prepaid capacity: estimated at the default rates unless overridden.
+      AND p.service_tier IN (coalesce(a.service_tier, 'default'),
+                             CASE WHEN a.service_tier = 'scale' THEN 'default' END)
+      AND p.effective_from <= a.usage_date
+      AND (p.effective_to IS NULL OR a.usage_date < p.effective_to)
+    ORDER BY (p.source = '{OVERRIDE_SOURCE}') DESC,
+             (p.service_tier = coalesce(a.service_tier, 'default')) DESC,
+             p.effective_from DESC
+    LIMIT 1
+) mp ON true
+"""
+
+SUMMARY_SQL = f"""
+INSERT INTO {S}.project_daily_cost_summary (
+    usage_date, project_id, cost_usd, unpriced_tokens, input_tokens, output_tokens,
+    num_model_requests, models)
+SELECT usage_date, project_id,
+       coalesce(sum(cost_usd), 0),
+       coalesce(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NULL), 0)::bigint,
+       sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(num_model_requests)::bigint,
+       count(DISTINCT model)
+FROM {S}.project_daily_costs
+WHERE usage_date >= :first AND usage_date < :end
+GROUP BY usage_date, project_id
+"""
+
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(:name), :day)"
+
+
+@dataclass
+class PricingInputs:
+    override_file: Path | None
+    reprice: bool = False
+
+
+def _days(first: dt.date, end: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((end - first).days)]
+
+
+def _bounds(first: dt.date, end: dt.date) -> dict[str, Any]:
+    return {
+        "first": first,
+        "end": end,
+        "start": dt.datetime.combine(first, dt.time(), dt.UTC),
+        "end_ts": dt.datetime.combine(end, dt.time(), dt.UTC),
+    }
+
+
+def _lock_days(conn: Connection, table: str, first: dt.date, end: dt.date) -> None:
+    for day in _days(first, end):
+        conn.execute(text(_LOCK_SQL), {"name": table, "day": day.toordinal()})
+
+
+def price_usage(engine: Engine, first: dt.date, end: dt.date, inputs: PricingInputs) -> SyncReport:
+    """Recompute `project_daily_costs` for [first, end) in one transaction."""
+    overrides = load_overrides(inputs.override_file)  # a bad file fails before any write
+    bounds = _bounds(first, end)
+    with engine.begin() as conn:
+        report = sync_price_snapshot(
+            conn, [*genai_price_rows(), *overrides], reprice=inputs.reprice
+        )
+        models = conn.execute(
+            text(
+                f"SELECT DISTINCT model FROM {S}.completions_usage_hourly "
+                "WHERE bucket_start >= :start AND bucket_start < :end_ts AND model IS NOT NULL"
+            ),
+            bounds,
+        ).scalars()
+        sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
+        _lock_days(conn, "project_daily_costs", first, end)
+        conn.execute(
+            text(
+                f"DELETE FROM {S}.project_daily_costs "
+                "WHERE usage_date >= :first AND usage_date < :end"
+            ),
+            bounds,
+        )
+        conn.execute(text(PRICE_USAGE_SQL), {"start": bounds["start"], "end": bounds["end_ts"]})
+    return report
+
+
+def summarize_costs(engine: Engine, first: dt.date, end: dt.date) -> int:
+    """Recompute `project_daily_cost_summary` for [first, end) in one transaction; rows written."""
+    bounds = _bounds(first, end)
+    with engine.begin() as conn:
+        _lock_days(conn, "project_daily_cost_summary", first, end)
+        conn.execute(
+            text(
+                f"DELETE FROM {S}.project_daily_cost_summary "
+                "WHERE usage_date >= :first AND usage_date < :end"
+            ),
+            bounds,
+        )
+        return int(conn.execute(text(SUMMARY_SQL), bounds).rowcount)
+
+
+# --------------------------------------------------------------------------- check queries
+
+
+@dataclass(frozen=True)
+class CostTotals:
+    rows: int
+    cost_usd: Decimal
+    unpriced_tokens: int
+    input_tokens: int
+    output_tokens: int
+    num_model_requests: int
+    top_projects: list[tuple[str | None, Decimal]]
+
+
+def cost_totals(engine: Engine, first: dt.date, end: dt.date) -> CostTotals:
+    bounds = _bounds(first, end)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                f"SELECT count(*), coalesce(sum(cost_usd), 0), "
+                f"coalesce(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NULL), 0), "
+                f"coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
+                f"coalesce(sum(num_model_requests), 0) FROM {S}.project_daily_costs "
+                "WHERE usage_date >= :first AND usage_date < :end"
+            ),
+            bounds,
+        ).one()
+        top = conn.execute(
+            text(
+                "SELECT project_id, coalesce(sum(cost_usd), 0) AS cost "
+                f"FROM {S}.project_daily_costs "
+                "WHERE usage_date >= :first AND usage_date < :end "
+                "GROUP BY project_id ORDER BY cost DESC NULLS LAST LIMIT 10"
+            ),
+            bounds,
+        ).all()
+    return CostTotals(
+        rows=int(row[0]),
+        cost_usd=Decimal(row[1]),
+        unpriced_tokens=int(row[2]),
+        input_tokens=int(row[3]),
+        output_tokens=int(row[4]),
+        num_model_requests=int(row[5]),
+        top_projects=[(project, Decimal(cost)) for project, cost in top],
+    )
+
+
+def raw_totals(engine: Engine, first: dt.date, end: dt.date) -> tuple[int, int, int]:
+    bounds = _bounds(first, end)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
+                f"coalesce(sum(num_model_requests), 0) FROM {S}.completions_usage_hourly "
+                "WHERE bucket_start >= :start AND bucket_start < :end_ts"
+            ),
+            bounds,
+        ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def kind_mismatches(engine: Engine, first: dt.date, end: dt.date) -> int:
+    """Cost rows whose token kinds do not add up to their input/output totals."""
+    inputs = " + ".join(k for k in TOKEN_KINDS if k.startswith("input_"))
+    outputs = " + ".join(k for k in TOKEN_KINDS if k.startswith("output_"))
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    f"SELECT count(*) FROM {S}.project_daily_costs "
+                    "WHERE usage_date >= :first AND usage_date < :end "
+                    f"AND ({inputs} <> input_tokens OR {outputs} <> output_tokens)"
+                ),
+                _bounds(first, end),
+            ).scalar_one()
+        )
+
+
+def unpriced_usage(engine: Engine, first: dt.date, end: dt.date) -> list[tuple[Any, ...]]:
+    """(model, service_tier, batch, reason, tokens) of usage with no price."""
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    f"SELECT model, service_tier, batch, unpriced_reason, "
+                    f"sum(input_tokens + output_tokens)::bigint AS tokens "
+                    f"FROM {S}.project_daily_costs WHERE cost_usd IS NULL "
+                    "AND usage_date >= :first AND usage_date < :end "
+                    "GROUP BY 1, 2, 3, 4 ORDER BY tokens DESC"
+                ),
+                _bounds(first, end),
+            )
+        ]
+
+
+def negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
+    columns = ["input_tokens", "output_tokens", "num_model_requests", "cost_usd", *TOKEN_KINDS]
+    condition = " OR ".join(f"{c} < 0" for c in columns)
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    f"SELECT count(*) FROM {S}.project_daily_costs "
+                    f"WHERE usage_date >= :first AND usage_date < :end AND ({condition})"
+                ),
+                _bounds(first, end),
+            ).scalar_one()
+        )
