@@ -25,14 +25,24 @@ from usage_assets.table_schema import column_schema
 COSTS_TABLE = f"{SCHEMA}.{ProjectDailyCost.__tablename__}"
 SUMMARY_TABLE = f"{SCHEMA}.{ProjectDailyCostSummary.__tablename__}"
 GROUP = "cost_attribution"
-#: Recompute when the upstream partition is re-materialized (backfill, late-data refresh).
-FOLLOW_UPSTREAM = dg.AutomationCondition.eager()
+#: Recompute a partition whenever its upstream partition is re-materialized (a backfill, a
+#: late-data refresh), for any day: `eager()` alone only reacts in the latest time window.
+FOLLOW_UPSTREAM = dg.AutomationCondition.eager().without(
+    dg.AutomationCondition.in_latest_time_window()
+)
+
+#: Evaluates FOLLOW_UPSTREAM; running by default so nobody has to click.
+follow_usage_sensor = dg.AutomationConditionSensorDefinition(
+    "cost_attribution_follows_usage",
+    target=dg.AssetSelection.groups(GROUP),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Recomputes cost partitions after their usage partitions change.",
+)
 
 
 def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name, asset=asset, description=description, partitions_def=daily_utc_partitions
-    )
+    return dg.AssetCheckSpec(name, asset=asset, description=description)
 
 
 class CostAttributionConfig(dg.Config):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from usage_assets.assets import completions_usage_hourly
-from usage_assets.cost_assets import COST_ASSETS
+from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor
 from usage_assets.resources import (
     openai_admin_from_env,
     pricing_from_env,
@@ -14,6 +14,7 @@ from usage_assets.resources import (
 
 defs = dg.Definitions(
     assets=[completions_usage_hourly, *COST_ASSETS],
+    sensors=[follow_usage_sensor],
     resources={
         "openai_admin": openai_admin_from_env(),
         "usage_db": usage_database_from_env(),

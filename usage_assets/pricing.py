@@ -276,6 +276,8 @@ def load_overrides(path: Path | None) -> list[PriceRow]:
             document = yaml.safe_load(path.read_text()) or []
         except yaml.YAMLError as exc:
             raise ConfigurationError(f"{path} is not valid YAML: {exc}") from None
+        except ValueError as exc:  # YAML turned an impossible date into an error
+            raise ConfigurationError(f"{path}: {exc}; dates are YYYY-MM-DD") from None
         if isinstance(document, dict):
             document = document.get("prices", [])
         if not isinstance(document, list) or not all(isinstance(e, dict) for e in document):
