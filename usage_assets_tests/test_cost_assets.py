@@ -125,3 +125,23 @@ def test_raw_backfill_can_include_downstream(
             text("SELECT DISTINCT usage_date FROM openai_usage.v_project_daily_cost ORDER BY 1")
         ).scalars()
         assert list(days) == [dt.date(2025, 11, 19), dt.date(2025, 11, 20)]
+
+
+def test_readme_example_queries_run_as_the_readonly_role(
+    engine: Engine, database_url: str, simulator: SimulatedAdminAPI
+) -> None:
+    import re
+
+    assert dg.materialize(
+        ASSETS, partition_key=DAY, resources=resources(simulator, database_url)
+    ).success
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", readme, flags=re.S)
+    assert len(queries) >= 5
+    with engine.connect() as conn:
+        conn.execute(text("SET ROLE usage_readonly"))
+        for query in queries:
+            conn.execute(text(query))  # raises on a typo or a missing grant
+        weekly = conn.execute(text(queries[3])).all()
+        conn.execute(text("RESET ROLE"))
+    assert weekly and {mode for _, mode, _, _ in weekly} <= {"batch", "interactive"}
