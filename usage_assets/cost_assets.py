@@ -1,7 +1,6 @@
 """Cost attribution assets: priced usage per project and model, and a per-project rollup."""
 
 import datetime as dt
-from decimal import Decimal
 
 import dagster as dg
 from pydantic import Field
@@ -11,6 +10,7 @@ from usage_assets.cost_attribution import (
     PricingInputs,
     cost_totals,
     kind_mismatches,
+    money,
     negative_values,
     price_usage,
     raw_totals,
@@ -58,10 +58,6 @@ class CostAttributionConfig(dg.Config):
 def _window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     window = context.partition_time_window
     return window.start.date(), window.end.date()
-
-
-def _money(value: Decimal) -> str:
-    return f"${value:,.2f}"
 
 
 @dg.asset(
@@ -117,7 +113,7 @@ def project_daily_costs(
     mismatched_kinds = kind_mismatches(engine, first, end)
     unpriced = unpriced_usage(engine, first, end)
     negatives = negative_values(engine, first, end)
-    top = "\n".join(f"| {p or '(default project)'} | {_money(c)} |" for p, c in totals.top_projects)
+    top = "\n".join(f"| {p or '(default project)'} | {money(c)} |" for p, c in totals.top_projects)
     unpriced_md = "\n".join(
         f"| {model} | {tier} | {batch} | {reason} | {tokens:,} |"
         for model, tier, batch, reason, tokens in unpriced

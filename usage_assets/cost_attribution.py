@@ -267,3 +267,118 @@ def negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
                 _bounds(first, end),
             ).scalar_one()
         )
+
+
+# --------------------------------------------------------------------------- reconciliation
+
+KIND_ARGS_C = ", ".join(f"c.{kind}" for kind in TOKEN_KINDS)
+
+RECONCILE_PROJECTS_SQL = f"""
+WITH estimated AS (
+    SELECT usage_date, project_id, sum(cost_usd) AS estimated_usd
+    FROM {S}.project_daily_costs
+    WHERE usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2
+), billed AS (
+    SELECT usage_date, project_id, sum(amount_usd) AS billed_usd
+    FROM {S}.costs_daily
+    WHERE usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2
+)
+SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
+       coalesce(e.estimated_usd, 0), coalesce(b.billed_usd, 0)
+FROM estimated e
+FULL JOIN billed b ON b.usage_date = e.usage_date AND b.project_id IS NOT DISTINCT FROM e.project_id
+"""
+
+RECONCILE_LINE_ITEMS_SQL = f"""
+WITH estimated AS (
+    SELECT c.usage_date, c.project_id, c.model, k.line_item_kind, sum(k.cost_usd) AS usd
+    FROM {S}.project_daily_costs c
+    LEFT JOIN {S}.model_prices mp ON mp.price_id = c.price_id
+    CROSS JOIN LATERAL {S}.estimate_cost_by_kind(mp, {KIND_ARGS_C}) k
+    WHERE c.usage_date >= :first AND c.usage_date < :end
+    GROUP BY 1, 2, 3, 4
+), billed AS (
+    SELECT usage_date, project_id, line_item_model AS model, line_item_kind,
+           sum(amount_usd) AS usd
+    FROM {S}.costs_daily
+    WHERE usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3, 4
+)
+SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
+       coalesce(e.model, b.model), coalesce(e.line_item_kind, b.line_item_kind),
+       coalesce(e.usd, 0), coalesce(b.usd, 0)
+FROM estimated e
+FULL JOIN billed b
+       ON b.usage_date = e.usage_date AND b.project_id IS NOT DISTINCT FROM e.project_id
+      AND b.model IS NOT DISTINCT FROM e.model AND b.line_item_kind = e.line_item_kind
+WHERE coalesce(e.usd, 0) <> 0 OR coalesce(b.usd, 0) <> 0
+"""
+
+
+@dataclass(frozen=True)
+class Gap:
+    usage_date: dt.date
+    project_id: str | None
+    what: str
+    estimated_usd: Decimal
+    billed_usd: Decimal
+
+    @property
+    def difference_usd(self) -> Decimal:
+        return self.estimated_usd - self.billed_usd
+
+    def relative(self) -> Decimal:
+        base = max(abs(self.billed_usd), abs(self.estimated_usd))
+        return abs(self.difference_usd) / base if base else Decimal(0)
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    projects: list[Gap]
+    line_items: list[Gap]
+    tolerance: Decimal
+
+    @property
+    def failing_projects(self) -> list[Gap]:
+        return [gap for gap in self.projects if gap.relative() > self.tolerance]
+
+    def worst(self, gaps: list[Gap], n: int = 10) -> list[Gap]:
+        return sorted(gaps, key=lambda g: abs(g.difference_usd), reverse=True)[:n]
+
+
+def reconcile(engine: Engine, first: dt.date, end: dt.date, tolerance: float) -> Reconciliation:
+    """Estimated vs billed per project, and per model and line-item kind."""
+    bounds = _bounds(first, end)
+    with engine.connect() as conn:
+        projects = [
+            Gap(d, p, "all models", Decimal(e), Decimal(b))
+            for d, p, e, b in conn.execute(text(RECONCILE_PROJECTS_SQL), bounds)
+        ]
+        line_items = [
+            Gap(d, p, f"{model}, {kind}", Decimal(e), Decimal(b))
+            for d, p, model, kind, e, b in conn.execute(text(RECONCILE_LINE_ITEMS_SQL), bounds)
+        ]
+    return Reconciliation(projects, line_items, Decimal(str(tolerance)))
+
+
+def gaps_markdown(gaps: list[Gap]) -> str:
+    if not gaps:
+        return "_no gaps_"
+    lines = [
+        "| day | project | line items | estimated | billed | difference | relative |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {g.usage_date} | {g.project_id or '(default project)'} | {g.what} | "
+        f"{money(g.estimated_usd)} | {money(g.billed_usd)} | {money(g.difference_usd)} | "
+        f"{g.relative():.1%} |"
+        for g in gaps
+    ]
+    return "\n".join(lines)
+
+
+def money(value: Decimal) -> str:
+    """USD for tables in metadata: cents are not enough for a single model's day."""
+    return f"${value:,.4f}"
