@@ -8,12 +8,16 @@ is scrubbed from every message this module produces.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import logging
+import math
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Protocol
 
 import requests
 from tenacity import (
@@ -24,8 +28,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from usage_assets.errors import AdminAPIError, PayloadError, redact
-from usage_assets.usage_query import COMPLETIONS_USAGE_PATH, CompletionsUsageQuery
+from usage_assets.errors import AdminAPIError, PayloadError, QueryValidationError, redact
+from usage_assets.usage_query import (
+    COMPLETIONS_USAGE_PATH,
+    CompletionsUsageQuery,
+    encode_query_params,
+)
 
 USER_AGENT = "usage_assets/0.1 (+https://github.com/usage-assets)"
 
@@ -133,7 +141,9 @@ class AdminAPIClient:
 
     # ------------------------------------------------------------------ single request
 
-    def _attempt(self, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+    def _attempt(
+        self, path: str, params: list[tuple[str, str]], exact_decimals: bool = False
+    ) -> dict[str, Any]:
         url = self.base_url + path
         self.request_count += 1
         try:
@@ -169,7 +179,8 @@ class AdminAPIClient:
                 code=code,
             )
         try:
-            body = response.json()
+            # exact_decimals: JSON numbers with a fraction become Decimal, never float (money).
+            body = response.json(parse_float=Decimal) if exact_decimals else response.json()
         except ValueError:
             snippet = response.text[:120].replace("\n", " ")
             raise TransientAPIError(
@@ -199,8 +210,13 @@ class AdminAPIClient:
             f"({exc}); retrying in {wait:.1f}s"
         )
 
-    def get_json(self, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
-        """GET one page with retries; raises AdminAPIError or PayloadError."""
+    def get_json(
+        self, path: str, params: list[tuple[str, str]], *, exact_decimals: bool = False
+    ) -> dict[str, Any]:
+        """GET one page with retries; raises AdminAPIError or PayloadError.
+
+        `exact_decimals` parses JSON numbers with a fraction as `Decimal` instead of float.
+        """
         retrying = Retrying(
             retry=retry_if_exception_type(TransientAPIError),
             stop=stop_after_attempt(self.retry.max_attempts),
@@ -209,7 +225,7 @@ class AdminAPIClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, path, params)
+            return retrying(self._attempt, path, params, exact_decimals)
         except TransientAPIError as exc:
             raise AdminAPIError(
                 f"Gave up after {self.retry.max_attempts} attempts: {exc}", status=exc.status
@@ -217,14 +233,18 @@ class AdminAPIClient:
 
     # ------------------------------------------------------------------ paging
 
-    def iter_pages(self, path: str, params: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    def iter_pages(
+        self, path: str, params: list[tuple[str, str]], *, exact_decimals: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """Follow `next_page` while `has_more`; a cursor seen twice is a loop, not more data."""
         seen: set[str] = set()
         cursor: str | None = None
         page_number = 0
         while True:
             page_number += 1
-            page = self.get_json(path, params + ([("page", cursor)] if cursor else []))
+            page = self.get_json(
+                path, params + ([("page", cursor)] if cursor else []), exact_decimals=exact_decimals
+            )
             _check_page_envelope(page, path, page_number)
             if not page["has_more"]:
                 yield page
@@ -257,6 +277,71 @@ class AdminAPIClient:
                     if bucket.start_time < pending.start_time:
                         raise PayloadError(
                             f"Usage buckets out of order: {bucket.start_time} came after "
+                            f"{pending.start_time}"
+                        )
+                    yield pending
+                pending = bucket
+        if pending is not None:
+            yield pending
+
+    # ------------------------------------------------------------------ list endpoints
+
+    def iter_list(
+        self, path: str, params: Iterable[tuple[str, str]] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Every object of an `{"object": "list"}` endpoint, following `after` while `has_more`.
+
+        The cursor is the page's `last_id`, else the id of its last object; a cursor seen twice
+        is a loop and fails instead of fetching forever.
+        """
+        base = list(params)
+        seen: set[str] = set()
+        after: str | None = None
+        page_number = 0
+        while True:
+            page_number += 1
+            page = self.get_json(path, base + ([("after", after)] if after else []))
+            items = _check_list_envelope(page, path, page_number)
+            if not page["has_more"]:
+                yield from items
+                return
+            last_id = page.get("last_id")
+            if last_id is None and items:
+                last_id = items[-1].get("id")
+            if not isinstance(last_id, str) or not last_id:
+                raise PayloadError(
+                    f"GET {path} page {page_number} says has_more=true but gives no last_id "
+                    f"(and no object id) to continue after: {last_id!r}"
+                )
+            if last_id in seen:
+                raise PayloadError(
+                    f"GET {path} page {page_number} repeats cursor after={last_id!r}: a paging "
+                    "loop; stopping instead of fetching forever"
+                )
+            seen.add(last_id)
+            yield from items
+            after = last_id
+
+    # ------------------------------------------------------------------ billed costs
+
+    def iter_costs(self, query: CostsQuery) -> Iterator[CostBucket]:
+        """Daily cost buckets in time order, amounts as exact `Decimal`, every result validated.
+
+        A bucket continued on the next page comes out as one; a (project, line item) listed
+        twice in one bucket is a PayloadError.
+        """
+        pending: CostBucket | None = None
+        pages = self.iter_pages(COSTS_PATH, query.to_params(), exact_decimals=True)
+        for page in pages:
+            for raw in page["data"]:
+                bucket = CostBucket.parse(raw, query)
+                if pending is not None and bucket.start_time == pending.start_time:
+                    pending.extend(bucket.results)
+                    continue
+                if pending is not None:
+                    if bucket.start_time < pending.start_time:
+                        raise PayloadError(
+                            f"Cost buckets out of order: {bucket.start_time} came after "
                             f"{pending.start_time}"
                         )
                     yield pending
@@ -312,3 +397,214 @@ class UsageBucket:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_list_envelope(page: dict[str, Any], path: str, number: int) -> list[dict[str, Any]]:
+    where = f"GET {path} page {number}"
+    if page.get("object", "list") != "list":
+        raise PayloadError(f"{where}: object is {page.get('object')!r}, expected 'list'")
+    data = page.get("data")
+    if not isinstance(data, list):
+        raise PayloadError(f"{where}: 'data' is missing or not a list")
+    if not isinstance(page.get("has_more"), bool):
+        raise PayloadError(f"{where}: 'has_more' is missing or not a boolean")
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise PayloadError(f"{where}: item #{index} is a {type(item).__name__}, not an object")
+    return data
+
+
+# --------------------------------------------------------------------------- billed costs
+
+COSTS_PATH: Final = "/organization/costs"
+#: Every field the costs endpoint accepts in `group_by`.
+COSTS_GROUP_BY_FIELDS: Final[tuple[str, ...]] = ("project_id", "line_item")
+#: (default, max) 1d buckets per page of the costs endpoint, as documented.
+COSTS_BUCKET_LIMITS: Final = (7, 180)
+COSTS_RESULT_OBJECT: Final = "organization.costs.result"
+DAY_SECONDS: Final = 86_400
+#: A decimal number written as text, the way JSON writes numbers (no NaN, no "1_000").
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+@dataclass(frozen=True)
+class CostsQuery:
+    """The parameters of `GET /v1/organization/costs`; `page` is supplied by the pager."""
+
+    start_time: int
+    end_time: int | None = None
+    bucket_width: str = "1d"
+    project_ids: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise QueryValidationError("Invalid costs query: " + "; ".join(problems))
+
+    def _problems(self) -> Iterator[str]:
+        if not _is_int(self.start_time) or self.start_time < 0:
+            yield f"start_time must be Unix seconds (int >= 0), got {self.start_time!r}"
+        if self.end_time is not None and (
+            not _is_int(self.end_time)
+            or (_is_int(self.start_time) and self.end_time <= self.start_time)
+        ):
+            yield f"end_time must be Unix seconds after start_time, got {self.end_time!r}"
+        if self.bucket_width != "1d":
+            yield (
+                "bucket_width must be '1d' (the only width the costs endpoint has), "
+                f"got {self.bucket_width!r}"
+            )
+        maximum = COSTS_BUCKET_LIMITS[1]
+        if self.limit is not None and (not _is_int(self.limit) or not 1 <= self.limit <= maximum):
+            yield f"limit must be between 1 and {maximum} daily buckets, got {self.limit!r}"
+        unknown = [name for name in self.group_by if name not in COSTS_GROUP_BY_FIELDS]
+        if unknown:
+            yield (
+                f"group_by fields {unknown} are not supported; "
+                f"allowed: {list(COSTS_GROUP_BY_FIELDS)}"
+            )
+        if len(set(self.group_by)) != len(self.group_by):
+            yield f"group_by lists a field twice: {list(self.group_by)}"
+        if isinstance(self.project_ids, str) or not all(
+            isinstance(v, str) and v for v in self.project_ids
+        ):
+            yield f"project_ids must be a sequence of non-empty strings, got {self.project_ids!r}"
+
+    def to_params(self) -> list[tuple[str, str]]:
+        return encode_query_params(
+            {
+                "start_time": self.start_time,
+                "end_time": self.end_time,
+                "bucket_width": self.bucket_width,
+                "project_ids": self.project_ids,
+                "group_by": self.group_by,
+                "limit": self.limit,
+            }
+        )
+
+
+def parse_amount(value: object, where: str) -> Decimal:
+    """A money amount sent as a JSON number (int, or Decimal via parse_float) or decimal string.
+
+    Raises PayloadError naming `where` for null, booleans, non-numeric text and NaN/Infinity.
+    """
+    amount: Decimal
+    if isinstance(value, bool) or value is None:
+        raise PayloadError(f"{where}={value!r} is not a decimal amount")
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, float):  # only if parsed without exact_decimals: its shortest repr
+        if not math.isfinite(value):
+            raise PayloadError(f"{where}={value!r} is not a finite amount")
+        amount = Decimal(repr(value))
+    elif isinstance(value, str):
+        if not _DECIMAL_TEXT.fullmatch(value):
+            raise PayloadError(f"{where}={value!r} is not a decimal number")
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
+            raise PayloadError(f"{where}={value!r} is not a decimal number") from None
+    else:
+        raise PayloadError(f"{where}={value!r} is a {type(value).__name__}, not a decimal amount")
+    if not amount.is_finite():
+        raise PayloadError(f"{where}={value!r} is not a finite amount")
+    return amount
+
+
+@dataclass(frozen=True)
+class CostResult:
+    """One validated cost result; `result` is the whole object as received (amounts exact)."""
+
+    project_id: str | None
+    line_item: str | None
+    amount: Decimal
+    currency: str
+    result: dict[str, Any]
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> CostResult:
+        if not isinstance(raw, dict):
+            raise PayloadError(f"{where} is a {type(raw).__name__}, expected an object")
+        kind = raw.get("object", COSTS_RESULT_OBJECT)
+        if kind != COSTS_RESULT_OBJECT:
+            raise PayloadError(f"{where}: object={kind!r}, expected {COSTS_RESULT_OBJECT!r}")
+        for name in COSTS_GROUP_BY_FIELDS:
+            value = raw.get(name)
+            if value is not None and not isinstance(value, str):
+                raise PayloadError(f"{where}: {name}={value!r} is not a string")
+        where = (
+            f"{where} (project_id={raw.get('project_id')!r}, line_item={raw.get('line_item')!r})"
+        )
+        amount = raw.get("amount")
+        if not isinstance(amount, dict):
+            raise PayloadError(f"{where}: amount={amount!r} is missing or not an object")
+        if "value" not in amount:
+            raise PayloadError(f"{where}: amount.value is missing")
+        value = parse_amount(amount["value"], f"{where}: amount.value")
+        currency = amount.get("currency")
+        if not isinstance(currency, str) or currency.lower() != "usd":
+            raise PayloadError(
+                f"{where}: amount.currency={currency!r}; only 'usd' is supported (amounts are "
+                "stored as USD)"
+            )
+        return cls(raw.get("project_id"), raw.get("line_item"), value, currency.lower(), raw)
+
+
+@dataclass
+class CostBucket:
+    """One UTC day of billed costs."""
+
+    start_time: int
+    end_time: int
+    results: list[CostResult]
+
+    @property
+    def day(self) -> dt.date:
+        return dt.datetime.fromtimestamp(self.start_time, dt.UTC).date()
+
+    def extend(self, results: Iterable[CostResult]) -> None:
+        keys = {(r.project_id, r.line_item) for r in self.results}
+        for result in results:
+            key = (result.project_id, result.line_item)
+            if key in keys:
+                raise PayloadError(
+                    f"costs bucket {self.day}: project_id={key[0]!r}, line_item={key[1]!r} is "
+                    "listed twice"
+                )
+            keys.add(key)
+            self.results.append(result)
+
+    @classmethod
+    def parse(cls, raw: Any, query: CostsQuery) -> CostBucket:
+        if not isinstance(raw, dict):
+            raise PayloadError(f"A costs bucket is a {type(raw).__name__}, expected an object")
+        if raw.get("object", "bucket") != "bucket":
+            raise PayloadError(f"A costs bucket has object={raw.get('object')!r}")
+        start, end, results = raw.get("start_time"), raw.get("end_time"), raw.get("results")
+        if not (_is_int(start) and _is_int(end)):
+            raise PayloadError(
+                f"A costs bucket lacks integer start_time/end_time: {start!r}, {end!r}"
+            )
+        assert isinstance(start, int) and isinstance(end, int)
+        if end - start != DAY_SECONDS or start % DAY_SECONDS:
+            raise PayloadError(
+                f"Costs bucket {start}..{end} is not one UTC day (1d buckets, aligned to midnight)"
+            )
+        if end <= query.start_time or (query.end_time is not None and start >= query.end_time):
+            raise PayloadError(
+                f"Costs bucket {start}..{end} lies outside the requested window "
+                f"{query.start_time}..{query.end_time}"
+            )
+        if not isinstance(results, list):
+            raise PayloadError(f"Costs bucket {start}: 'results' is missing or not a list")
+        bucket = cls(start_time=start, end_time=end, results=[])
+        where = f"costs bucket {bucket.day}"
+        bucket.extend(
+            CostResult.parse(result, f"{where} result #{index}")
+            for index, result in enumerate(results)
+        )
+        return bucket

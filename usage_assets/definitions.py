@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from usage_assets.assets import completions_usage_hourly
+from usage_assets.checks import CHECKS
 from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor
+from usage_assets.organization_assets import ORGANIZATION_ASSETS
 from usage_assets.resources import (
     openai_admin_from_env,
     pricing_from_env,
@@ -13,7 +15,8 @@ from usage_assets.resources import (
 )
 
 defs = dg.Definitions(
-    assets=[completions_usage_hourly, *COST_ASSETS],
+    assets=[completions_usage_hourly, *COST_ASSETS, *ORGANIZATION_ASSETS],
+    asset_checks=CHECKS,
     sensors=[follow_usage_sensor],
     resources={
         "openai_admin": openai_admin_from_env(),

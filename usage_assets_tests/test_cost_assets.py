@@ -145,3 +145,42 @@ def test_readme_example_queries_run_as_the_readonly_role(
         weekly = conn.execute(text(queries[3])).all()
         conn.execute(text("RESET ROLE"))
     assert weekly and {mode for _, mode, _, _ in weekly} <= {"batch", "interactive"}
+
+
+def test_estimated_vs_billed_reconciliation(
+    engine: Engine, database_url: str, simulator: SimulatedAdminAPI
+) -> None:
+    from usage_assets.checks import estimated_matches_billed
+    from usage_assets.organization_assets import costs_daily
+
+    example = str(PROJECT_ROOT / "prices" / "overrides.example.yaml")
+    everything = [*ASSETS, costs_daily, estimated_matches_billed]
+
+    def run(tolerance: float, overrides: str | None) -> dg.AssetCheckEvaluation:
+        result = dg.materialize(
+            everything,
+            partition_key=DAY,
+            resources=resources(
+                simulator,
+                database_url,
+                overrides_file=overrides,
+                reconciliation_tolerance=tolerance,
+            ),
+        )
+        assert result.success
+        return check_results(result)["estimated_matches_billed"]
+
+    # Everything priced: the simulated bill is within its ±0.5% noise of the estimate.
+    within = run(0.01, example)
+    assert within.passed, within.metadata["worst_projects"].value
+    assert within.metadata["projects_compared"].value >= 5
+    # A zero tolerance shows the gaps, worst first, per project and per line item.
+    strict = run(0.0, example)
+    assert not strict.passed and strict.severity == dg.AssetCheckSeverity.WARN
+    assert "cached input" in str(strict.metadata["worst_line_items"].value) or "output" in str(
+        strict.metadata["worst_line_items"].value
+    )
+    # Without the audio rates, the audio model's project is estimated too low.
+    unpriced = run(0.01, None)
+    assert not unpriced.passed
+    assert "gpt-4o-audio-preview" in str(unpriced.metadata["worst_line_items"].value)

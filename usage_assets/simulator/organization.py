@@ -3,10 +3,10 @@
 Usage is a pure function of (seed, hour): any process, any paging and any query order see the
 same numbers, so tests and the quickstart can compare what landed in PostgreSQL with what the
 simulator serves. The organization has what real ones have: several projects (one of them the
-default project, reported with a null project_id), users, service-account keys with no user,
-playground usage with no key, dated snapshots and a fine-tuned model, batch and every service
-tier, quiet hours with no usage, and data before `breakdown_since` that lacks the newer
-breakdown fields (as older API data does).
+default project, reported with a null project_id; one archived, without usage), users,
+service-account keys with no user, playground usage with no key, dated snapshots and a
+fine-tuned model, batch and every service tier, quiet hours with no usage, and data before
+`breakdown_since` that lacks the newer breakdown fields (as older API data does).
 """
 
 from __future__ import annotations
@@ -137,6 +137,12 @@ class SyntheticOrganization:
     quiet_hour_share: float = 0.04
     #: Every stream active every hour (for benchmarks of large organizations).
     always_active: bool = False
+    #: Cost amount objects served verbatim by `GET /v1/organization/costs` (grouped by project_id
+    #: and line_item) for (UTC day "YYYY-MM-DD", project_id, line_item), replacing the billed
+    #: line item or adding one: rehearses exact decimals, odd line items and malformed amounts.
+    billed_amount_overrides: Mapping[tuple[str, str | None, str | None], Any] = field(
+        default_factory=dict
+    )
 
     projects: list[Project] = field(init=False)
     users: list[User] = field(init=False)
@@ -180,7 +186,32 @@ class SyntheticOrganization:
                     )
                 )
         self.streams = self._make_streams(rng)
+        self._add_archived_project(created)
         self._hour_cache = lru_cache(maxsize=64)(self._hour_results)
+
+    def _add_archived_project(self, created: int) -> None:
+        """One archived project with a key and no usage, so that `include_archived` matters.
+
+        Added after the streams, from its own random source, so usage is unchanged by it.
+        """
+        rng = random.Random(f"{self.seed}:archived")
+        project = Project(
+            id=f"proj_{_token(rng, 24)}",
+            name="Legacy Chatbot",
+            created_at=created - 90 * 86400,
+            status="archived",
+            archived_at=created - 7 * 86400,
+        )
+        self.projects.append(project)
+        self.api_keys.append(
+            ApiKey(
+                id=f"key_{_token(rng, 16)}",
+                name=f"{project.name} dev key",
+                project_id=project.id,
+                owner_user_id=self.users[0].id if self.users else None,
+                created_at=project.created_at,
+            )
+        )
 
     def _make_streams(self, rng: random.Random) -> list[Stream]:
         streams: dict[tuple[Any, ...], Stream] = {}

@@ -399,8 +399,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
     def _route(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        from usage_assets.simulator import billing, directory  # they import this module
+
         if path == API_PREFIX + COMPLETIONS_USAGE_PATH:
             return self.api.completions_usage(query)
+        if path == API_PREFIX + billing.COSTS_PATH:
+            return billing.costs(self.api.org, query)
+        listed = directory.route(self.api.org, path, query)
+        if listed is not None:
+            return listed
         raise ApiError(404, f"Invalid URL (GET {path})")
 
 

@@ -1,0 +1,488 @@
+"""Billed costs and the organization's names: the other half of what a FinOps dashboard needs.
+
+- `costs_daily` (daily partitions): `GET /v1/organization/costs`, what OpenAI actually bills,
+  per UTC day, project and line item, kept exact in `numeric` (never float).
+- `openai_projects`, `openai_users`, `openai_api_keys`: the Admin API's list endpoints, so BI
+  shows project and key names instead of ids. Of a key only its id, project, name and redacted
+  value are stored.
+
+Every payload is fetched and validated completely before the first write; each write is one
+transaction (per day for costs, per table for names), so a failure leaves the previous rows.
+"""
+
+import datetime as dt
+import json
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import dagster as dg
+from sqlalchemy import Engine, delete, insert, select, text
+
+from usage_assets.admin_api import COSTS_BUCKET_LIMITS, AdminAPIClient, CostBucket, CostsQuery
+from usage_assets.assets import ADMIN_API_POOL
+from usage_assets.errors import PayloadError
+from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
+from usage_assets.partitions import daily_utc_partitions
+from usage_assets.resources import AdminAPIConnection, OpenAIAdminResource, UsageDatabase
+from usage_assets.table_schema import column_schema
+
+COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"
+PROJECTS_TABLE = f"{SCHEMA}.{Project.__tablename__}"
+USERS_TABLE = f"{SCHEMA}.{User.__tablename__}"
+API_KEYS_TABLE = f"{SCHEMA}.{ApiKey.__tablename__}"
+COSTS_GROUP_BY = ("project_id", "line_item")
+#: Columns the costs writer fills, in COPY order (everything but `id` and `ingested_at`).
+COSTS_COPY_COLUMNS = (
+    "usage_date",
+    "project_id",
+    "line_item",
+    "line_item_model",
+    "line_item_kind",
+    "amount_usd",
+    "currency",
+    "result",
+)
+_COSTS_COPY_SQL = f"COPY {COSTS_TABLE} ({', '.join(COSTS_COPY_COLUMNS)}) FROM STDIN"
+#: Objects per page of the list endpoints (their maximum).
+LIST_PAGE_SIZE = 100
+PROJECTS_PATH = "/organization/projects"
+USERS_PATH = "/organization/users"
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+def _epoch(day: dt.date) -> int:
+    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
+
+
+def _source_metadata(api: AdminAPIConnection) -> dict[str, dg.MetadataValue]:
+    return {
+        "simulated": dg.MetadataValue.bool(api.simulated),
+        "data_source": dg.MetadataValue.text(
+            "SIMULATED demo organization (no OPENAI_ADMIN_KEY)" if api.simulated else api.source_url
+        ),
+        "api_requests": dg.MetadataValue.int(api.client.request_count),
+    }
+
+
+# --------------------------------------------------------------------------- billed costs
+
+
+def parse_line_item(line_item: str | None) -> tuple[str | None, str | None]:
+    """`"gpt-4o-2024-08-06, cached input"` -> (model, kind), split on the last ", ".
+
+    A line item without ", " (or none at all) gives (None, None): it is kept as is, unparsed.
+    """
+    if line_item is None:
+        return None, None
+    model, sep, kind = line_item.rpartition(", ")
+    if not sep:
+        return None, None
+    return model or None, kind or None
+
+
+def dump_json(value: Any) -> str:
+    """JSON text of a parsed payload, with `Decimal` numbers written exactly as received."""
+    if isinstance(value, dict):
+        items = (
+            f"{json.dumps(str(k), ensure_ascii=False)}:{dump_json(v)}" for k, v in value.items()
+        )
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(dump_json(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise PayloadError(f"{value} cannot be stored as a JSON number")
+        return str(value)
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise PayloadError(f"{value!r} cannot be stored as JSON: {exc}") from None
+
+
+@dataclass
+class CostDay:
+    """One UTC day of billed costs, validated and ready to write."""
+
+    day: dt.date
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    billed_usd: Decimal = Decimal(0)
+    by_project: dict[str | None, Decimal] = field(default_factory=dict)
+
+    def add(self, bucket: CostBucket) -> None:
+        for result in bucket.results:
+            model, kind = parse_line_item(result.line_item)
+            self.rows.append(
+                (
+                    self.day,
+                    result.project_id,
+                    result.line_item,
+                    model,
+                    kind,
+                    result.amount,
+                    result.currency,
+                    dump_json(result.result),
+                )
+            )
+            self.billed_usd += result.amount
+            project = result.project_id
+            self.by_project[project] = self.by_project.get(project, Decimal(0)) + result.amount
+
+
+def costs_query_for_days(first_day: dt.date, end_day: dt.date) -> CostsQuery:
+    """Daily buckets for [first_day, end_day) by project and line item, few pages."""
+    return CostsQuery(
+        start_time=_epoch(first_day),
+        end_time=_epoch(end_day),
+        bucket_width="1d",
+        group_by=COSTS_GROUP_BY,
+        limit=min((end_day - first_day).days, COSTS_BUCKET_LIMITS[1]),
+    )
+
+
+def fetch_cost_days(client: AdminAPIClient, first_day: dt.date, end_day: dt.date) -> list[CostDay]:
+    """Every day of [first_day, end_day), fetched and validated completely before returning.
+
+    A day the API returns no bucket for is an empty day, so a re-run converges on its answer.
+    """
+    days = {
+        first_day + dt.timedelta(days=n): CostDay(first_day + dt.timedelta(days=n))
+        for n in range((end_day - first_day).days)
+    }
+    for bucket in client.iter_costs(costs_query_for_days(first_day, end_day)):
+        day = days.get(bucket.day)
+        if day is None:  # pragma: no cover - CostBucket.parse checks the window already
+            raise PayloadError(f"costs bucket {bucket.day} is outside {first_day}..{end_day}")
+        day.add(bucket)
+    return list(days.values())
+
+
+def replace_cost_day(engine: Engine, day: CostDay) -> int:
+    """Replace the day's billed costs in one transaction, under a per-day advisory lock."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"),
+            {"key": _lock_key(f"{COSTS_TABLE}:{day.day.isoformat()}")},
+        )
+        conn.execute(delete(CostDaily).where(CostDaily.usage_date == day.day))
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(_COSTS_COPY_SQL) as copy:
+            for row in day.rows:
+                copy.write_row(row)
+    return len(day.rows)
+
+
+def _project_names(engine: Engine) -> dict[str, str | None]:
+    with engine.connect() as conn:
+        return {pid: name for pid, name in conn.execute(select(Project.id, Project.name))}
+
+
+def costs_metadata(
+    days: list[CostDay], names: dict[str, str | None]
+) -> dict[str, dg.MetadataValue]:
+    """What a FinOps user wants to see for the billed days just landed."""
+    by_project: dict[str | None, Decimal] = {}
+    for day in days:
+        for project, amount in day.by_project.items():
+            by_project[project] = by_project.get(project, Decimal(0)) + amount
+    billed = sum((day.billed_usd for day in days), Decimal(0))
+    top = sorted(by_project.items(), key=lambda item: item[1], reverse=True)[:10]
+    table = "\n".join(
+        f"| {(names.get(project) or project) if project else '(default project)'} "
+        f"| {project or ''} | ${amount:,.2f} |"
+        for project, amount in top
+    )
+    return {
+        "dagster/row_count": dg.MetadataValue.int(sum(len(day.rows) for day in days)),
+        "dagster/table_name": dg.MetadataValue.text(COSTS_TABLE),
+        "usage_dates": dg.MetadataValue.text(
+            days[0].day.isoformat()
+            if len(days) == 1
+            else f"{days[0].day.isoformat()} .. {days[-1].day.isoformat()}"
+        ),
+        "billed_usd": dg.MetadataValue.float(float(billed)),
+        "billed_usd_exact": dg.MetadataValue.text(str(billed)),
+        "projects": dg.MetadataValue.int(len(by_project)),
+        "top_projects_by_billed_usd": dg.MetadataValue.md(
+            "| project | project_id | billed |\n|---|---|---:|\n" + table
+            if table
+            else "_nothing billed_"
+        ),
+    }
+
+
+@dg.asset(
+    name="costs_daily",
+    partitions_def=daily_utc_partitions,
+    group_name="openai_usage",
+    kinds={"openai", "postgres"},
+    owners=["team:finops"],
+    pool=ADMIN_API_POOL,
+    metadata={
+        "dagster/table_name": COSTS_TABLE,
+        "dagster/column_schema": column_schema(CostDaily.__table__),
+        "endpoint": "GET /v1/organization/costs (bucket_width=1d, group_by project_id, line_item)",
+    },
+    description=(
+        "What OpenAI bills, in USD, per UTC day, project and line item (a model and a token "
+        "kind, e.g. 'gpt-4o-2024-08-06, cached input'), exactly as the Admin Costs API reports "
+        "it. Amounts are exact decimals. Use it to reconcile estimated costs with the invoice; "
+        "billing can lag usage by a day or more, so re-run recent days. Each partition replaces "
+        "its day in one transaction, so re-running is safe."
+    ),
+)
+def costs_daily(
+    context: dg.AssetExecutionContext,
+    openai_admin: OpenAIAdminResource,
+    usage_db: UsageDatabase,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    window = context.partition_time_window
+    first_day: dt.date = window.start.date()
+    end_day: dt.date = window.end.date()
+    engine = usage_db.engine()  # schema checked before anything is fetched
+    with openai_admin.connect(context.log) as api:
+        days = fetch_cost_days(api.client, first_day, end_day)
+        metadata = _source_metadata(api)
+    for day in days:
+        replace_cost_day(engine, day)
+        context.log.info(
+            f"{day.day}: wrote {len(day.rows):,} billed line items, ${day.billed_usd:,.2f}"
+        )
+    metadata.update(costs_metadata(days, _project_names(engine)))
+    if api.simulated:
+        context.log.warning("Materialized SIMULATED costs; set OPENAI_ADMIN_KEY for real data.")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _text(item: dict[str, Any], name: str, where: str, *, required: bool = False) -> str | None:
+    value = item.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise PayloadError(f"{where}: {name}={value!r} is not a {'non-empty ' * required}string")
+    return value
+
+
+def _timestamp(item: dict[str, Any], name: str, where: str) -> dt.datetime | None:
+    value = item.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PayloadError(f"{where}: {name}={value!r} is not Unix seconds")
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def _unique(rows: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    for row in rows:
+        if row["id"] in seen:
+            raise PayloadError(f"{what} {row['id']!r} is listed twice")
+        seen.add(row["id"])
+    return rows
+
+
+def project_rows(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for index, item in enumerate(items):
+        where = f"project #{index}"
+        rows.append(
+            {
+                "id": _text(item, "id", where, required=True),
+                "name": _text(item, "name", where),
+                "status": _text(item, "status", where),
+                "created_at": _timestamp(item, "created_at", where),
+                "archived_at": _timestamp(item, "archived_at", where),
+            }
+        )
+    return _unique(rows, "project")
+
+
+def user_rows(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for index, item in enumerate(items):
+        where = f"user #{index}"
+        rows.append(
+            {
+                "id": _text(item, "id", where, required=True),
+                "name": _text(item, "name", where),
+                "email": _text(item, "email", where),
+                "role": _text(item, "role", where),
+            }
+        )
+    return _unique(rows, "user")
+
+
+def api_key_rows(project_id: str, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Id, project, name and redacted value: nothing else of a key (owner, dates) is kept."""
+    rows = []
+    for index, item in enumerate(items):
+        where = f"API key #{index} of project {project_id}"
+        rows.append(
+            {
+                "id": _text(item, "id", where, required=True),
+                "project_id": project_id,
+                "name": _text(item, "name", where),
+                "redacted_value": _text(item, "redacted_value", where),
+            }
+        )
+    return rows
+
+
+def fetch_projects(client: AdminAPIClient) -> list[dict[str, Any]]:
+    """Every project, archived ones included (their keys and past costs still need names)."""
+    params = [("limit", str(LIST_PAGE_SIZE)), ("include_archived", "true")]
+    return project_rows(client.iter_list(PROJECTS_PATH, params))
+
+
+def fetch_users(client: AdminAPIClient) -> list[dict[str, Any]]:
+    return user_rows(client.iter_list(USERS_PATH, [("limit", str(LIST_PAGE_SIZE))]))
+
+
+def fetch_api_keys(client: AdminAPIClient, project_ids: Iterable[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for project_id in project_ids:
+        path = f"{PROJECTS_PATH}/{quote(project_id, safe='')}/api_keys"
+        items = client.iter_list(path, [("limit", str(LIST_PAGE_SIZE))])
+        rows.extend(api_key_rows(project_id, items))
+    return _unique(rows, "API key")
+
+
+def replace_table(engine: Engine, model: type[Base], rows: list[dict[str, Any]]) -> int:
+    """Replace a whole names table in one transaction (readers see the old rows until commit)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"),
+            {"key": _lock_key(f"{SCHEMA}.{model.__tablename__}")},
+        )
+        conn.execute(delete(model))
+        if rows:
+            conn.execute(insert(model), rows)  # one executemany, not row-by-row ORM adds
+    return len(rows)
+
+
+def _names_metadata(table: str, rows: int) -> dict[str, dg.MetadataValue]:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/table_name": dg.MetadataValue.text(table),
+    }
+
+
+@dg.asset(
+    name="openai_projects",
+    group_name="openai_usage",
+    kinds={"openai", "postgres"},
+    owners=["team:finops"],
+    pool=ADMIN_API_POOL,
+    metadata={
+        "dagster/table_name": PROJECTS_TABLE,
+        "dagster/column_schema": column_schema(Project.__table__),
+        "endpoint": "GET /v1/organization/projects?include_archived=true",
+    },
+    description=(
+        "Every project of the OpenAI organization (archived ones included) with its name and "
+        "status, so that dashboards show project names instead of ids. Each run replaces the "
+        "whole table."
+    ),
+)
+def openai_projects(
+    context: dg.AssetExecutionContext,
+    openai_admin: OpenAIAdminResource,
+    usage_db: UsageDatabase,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    engine = usage_db.engine()
+    with openai_admin.connect(context.log) as api:
+        rows = fetch_projects(api.client)
+        metadata = _source_metadata(api)
+    replace_table(engine, Project, rows)
+    archived = sum(1 for row in rows if row["status"] == "archived")
+    context.log.info(f"wrote {len(rows)} projects ({archived} archived)")
+    metadata.update(_names_metadata(PROJECTS_TABLE, len(rows)))
+    metadata["archived_projects"] = dg.MetadataValue.int(archived)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    name="openai_users",
+    group_name="openai_usage",
+    kinds={"openai", "postgres"},
+    owners=["team:finops"],
+    pool=ADMIN_API_POOL,
+    metadata={
+        "dagster/table_name": USERS_TABLE,
+        "dagster/column_schema": column_schema(User.__table__),
+        "endpoint": "GET /v1/organization/users",
+    },
+    description=(
+        "The OpenAI organization's users (name, email, role), so that usage per user shows "
+        "who it was. Each run replaces the whole table."
+    ),
+)
+def openai_users(
+    context: dg.AssetExecutionContext,
+    openai_admin: OpenAIAdminResource,
+    usage_db: UsageDatabase,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    engine = usage_db.engine()
+    with openai_admin.connect(context.log) as api:
+        rows = fetch_users(api.client)
+        metadata = _source_metadata(api)
+    replace_table(engine, User, rows)
+    context.log.info(f"wrote {len(rows)} users")
+    metadata.update(_names_metadata(USERS_TABLE, len(rows)))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    name="openai_api_keys",
+    deps=[openai_projects],
+    group_name="openai_usage",
+    kinds={"openai", "postgres"},
+    owners=["team:finops"],
+    pool=ADMIN_API_POOL,
+    metadata={
+        "dagster/table_name": API_KEYS_TABLE,
+        "dagster/column_schema": column_schema(ApiKey.__table__),
+        "endpoint": "GET /v1/organization/projects/{project_id}/api_keys",
+    },
+    description=(
+        "The project API keys of every project (archived ones included): id, project, name "
+        "and the redacted value (sk-…abcd) only, never the owner or anything secret. Lets "
+        "dashboards show which key spent what. Each run replaces the whole table."
+    ),
+)
+def openai_api_keys(
+    context: dg.AssetExecutionContext,
+    openai_admin: OpenAIAdminResource,
+    usage_db: UsageDatabase,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    engine = usage_db.engine()
+    with openai_admin.connect(context.log) as api:
+        # The project list is fetched again, not read from `projects`: keys of every project
+        # that exists now, even when that table is stale.
+        projects = fetch_projects(api.client)
+        rows = fetch_api_keys(api.client, [project["id"] for project in projects])
+        metadata = _source_metadata(api)
+    replace_table(engine, ApiKey, rows)
+    context.log.info(f"wrote {len(rows)} API keys of {len(projects)} projects")
+    metadata.update(_names_metadata(API_KEYS_TABLE, len(rows)))
+    metadata["projects"] = dg.MetadataValue.int(len(projects))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+#: Every asset of this module, for `definitions.py`.
+ORGANIZATION_ASSETS: list[dg.AssetsDefinition] = [
+    costs_daily,
+    openai_projects,
+    openai_users,
+    openai_api_keys,
+]
