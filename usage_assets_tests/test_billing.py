@@ -292,6 +292,7 @@ def test_paging_faults_and_retries(engine: Engine, database_url: str) -> None:
         good = cost_rows(engine, with_ids=True)
         for kind, tags, expected in [
             ("repeat_cursor", RANGE, "paging loop"),
+            ("drift", None, "amount.value"),
             ("outside_window", None, "outside the requested window"),
             ("outside_window", RANGE, "Cost buckets out of order"),
         ]:

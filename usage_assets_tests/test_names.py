@@ -293,3 +293,18 @@ def test_simulated_list_endpoints_validate(simulator: SimulatedAdminAPI) -> None
     ]
     assert served["object"] == "organization.project.api_key"
     assert served["owner"]["type"] == ("user" if key.owner_user_id else "service_account")
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("drift", "id"), ("repeat_cursor", "paging loop")])
+def test_simulator_list_faults_fail_clearly_and_keep_rows(
+    engine: Engine, database_url: str, kind: str, expected: str
+) -> None:
+    with SimulatedAdminAPI() as sim:
+        admin = admin_for(sim)
+        assert materialize(admin, database_url, [openai_projects]).success
+        before = rows(engine, PROJECTS_SQL)
+        sim.faults.add(kind, times=5, path="/organization/projects")
+        result = materialize(admin, database_url, [openai_projects])
+    assert not result.success
+    assert expected in failure_message(result)
+    assert rows(engine, PROJECTS_SQL) == before

@@ -414,12 +414,19 @@ class _Handler(BaseHTTPRequestHandler):
 def _apply_payload_fault(
     fault: Fault, payload: dict[str, Any], query: dict[str, list[str]]
 ) -> dict[str, Any]:
+    """Corrupt a good answer the way `fault` says; works for usage, costs and list pages."""
     payload = json.loads(json.dumps(payload))  # never mutate the organization's cached results
+    if payload.get("object") == "list":
+        return _apply_list_fault(fault, payload, query)
     buckets = payload.get("data", [])
     if fault.kind == "drift":
         for bucket in buckets:
             if bucket["results"]:
-                bucket["results"][0]["input_tokens"] = str(bucket["results"][0]["input_tokens"])
+                result = bucket["results"][0]
+                if "amount" in result:
+                    result["amount"]["value"] = "twelve dollars"
+                else:
+                    result["input_tokens"] = str(result["input_tokens"])
                 break
     elif fault.kind == "repeat_cursor":
         # The first page points at a cursor; fetching it answers with that same cursor again.
@@ -430,6 +437,18 @@ def _apply_payload_fault(
     elif fault.kind == "outside_window" and buckets:
         buckets[0]["start_time"] += 86400 * 2
         buckets[0]["end_time"] += 86400 * 2
+    return payload
+
+
+def _apply_list_fault(
+    fault: Fault, payload: dict[str, Any], query: dict[str, list[str]]
+) -> dict[str, Any]:
+    items = payload.get("data", [])
+    if fault.kind == "drift" and items:
+        items[0]["id"] = 12345  # ids are strings
+    elif fault.kind == "repeat_cursor":
+        payload["has_more"] = True
+        payload["last_id"] = query.get("after", [payload.get("last_id") or "loop"])[-1]
     return payload
 
 
