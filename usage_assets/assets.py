@@ -1,12 +1,14 @@
 """The raw usage asset: one UTC day of completions usage per partition."""
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any, cast
 
 import dagster as dg
 from pydantic import Field
 
 from usage_assets.ingest import ingest_days
-from usage_assets.models import SCHEMA, CompletionsUsageHourly
+from usage_assets.models import SCHEMA, Base, CompletionsUsageHourly
 from usage_assets.normalize import DayRows
 from usage_assets.partitions import daily_utc_partitions
 from usage_assets.resources import OpenAIAdminResource, UsageDatabase
@@ -16,6 +18,7 @@ from usage_assets.usage_query import GROUP_BY_FIELDS
 
 USAGE_TABLE = f"{SCHEMA}.{CompletionsUsageHourly.__tablename__}"
 ADMIN_API_POOL = "openai_admin_api"
+OWNER = "team:finops"
 
 
 class CompletionsUsageConfig(dg.Config):
@@ -25,7 +28,26 @@ class CompletionsUsageConfig(dg.Config):
     )
 
 
-def day_metadata(day: DayRows, *, simulated: bool, source: str) -> dict[str, dg.MetadataValue]:
+def admin_api_asset(
+    table: type[Base], endpoint: str, **options: Any
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """`@dg.asset` for an asset that copies an Admin API endpoint into a table of ours."""
+    decorator = dg.asset(
+        group_name="openai_usage",
+        kinds={"openai", "postgres"},
+        owners=[OWNER],
+        pool=ADMIN_API_POOL,
+        metadata={
+            "dagster/table_name": f"{SCHEMA}.{table.__tablename__}",
+            "dagster/column_schema": column_schema(table.__table__),
+            "endpoint": endpoint,
+        },
+        **options,
+    )
+    return cast(Callable[[Callable[..., Any]], dg.AssetsDefinition], decorator)
+
+
+def day_metadata(day: DayRows) -> dict[str, dg.MetadataValue]:
     """What a FinOps user wants to see for one landed day."""
     top = sorted(day.tokens_by_project.items(), key=lambda item: item[1], reverse=True)[:10]
     table = "\n".join(
@@ -43,25 +65,14 @@ def day_metadata(day: DayRows, *, simulated: bool, source: str) -> dict[str, dg.
         "top_projects_by_tokens": dg.MetadataValue.md(
             "| project_id | tokens |\n|---|---:|\n" + table if table else "_no usage_"
         ),
-        "simulated": dg.MetadataValue.bool(simulated),
-        "data_source": dg.MetadataValue.text(
-            "SIMULATED demo organization (no OPENAI_ADMIN_KEY)" if simulated else source
-        ),
     }
 
 
-@dg.asset(
+@admin_api_asset(
+    CompletionsUsageHourly,
+    "GET /v1/organization/usage/completions (bucket_width=1h)",
     name="completions_usage_hourly",
     partitions_def=daily_utc_partitions,
-    group_name="openai_usage",
-    kinds={"openai", "postgres"},
-    owners=["team:finops"],
-    pool=ADMIN_API_POOL,
-    metadata={
-        "dagster/table_name": USAGE_TABLE,
-        "dagster/column_schema": column_schema(CompletionsUsageHourly.__table__),
-        "endpoint": "GET /v1/organization/usage/completions (bucket_width=1h)",
-    },
     description=(
         "Hourly OpenAI token usage for one UTC day, per project, user, API key, model, batch "
         "flag, service tier and API source, exactly as the Admin Usage API reports it. Each "
@@ -92,9 +103,7 @@ def completions_usage_hourly(
                 f"{day.day}: wrote {len(day.rows):,} rows from {day.bucket_count} hourly buckets"
             )
             days.append(day)
-        requests = api.client.request_count
-    metadata = day_metadata(_combine(days), simulated=info.simulated, source=info.source_url)
-    metadata["api_requests"] = dg.MetadataValue.int(requests)
+        metadata = day_metadata(_combine(days)) | api.metadata()
     metadata["group_by"] = dg.MetadataValue.text(", ".join(config.group_by))
     if info.simulated:
         context.log.warning("Materialized SIMULATED usage; set OPENAI_ADMIN_KEY for real data.")

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from usage_assets.assets import completions_usage_hourly
+from usage_assets.assets import OWNER, completions_usage_hourly
 from usage_assets.cost_attribution import (
     PricingInputs,
     cost_totals,
@@ -66,7 +66,7 @@ def _window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     deps=[completions_usage_hourly],
     group_name=GROUP,
     kinds={"postgres", "sql"},
-    owners=["team:finops"],
+    owners=[OWNER],
     automation_condition=FOLLOW_UPSTREAM,
     metadata={
         "dagster/table_name": COSTS_TABLE,
@@ -177,7 +177,7 @@ def project_daily_costs(
     deps=[project_daily_costs],
     group_name=GROUP,
     kinds={"postgres", "sql"},
-    owners=["team:finops"],
+    owners=[OWNER],
     automation_condition=FOLLOW_UPSTREAM,
     metadata={
         "dagster/table_name": SUMMARY_TABLE,

@@ -19,7 +19,8 @@ from usage_assets.storage import LoadInfo, replace_day
 from usage_assets.usage_query import BUCKET_LIMITS, CompletionsUsageQuery
 
 
-def _epoch(day: dt.date) -> int:
+def epoch_seconds(day: dt.date) -> int:
+    """Unix seconds of a UTC day's midnight."""
     return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
 
 
@@ -29,8 +30,8 @@ def usage_query_for_days(
     """Hourly buckets for [first_day, end_day), as few pages as the API allows."""
     hours = (end_day - first_day).days * 24
     return CompletionsUsageQuery(
-        start_time=_epoch(first_day),
-        end_time=_epoch(end_day),
+        start_time=epoch_seconds(first_day),
+        end_time=epoch_seconds(end_day),
         bucket_width="1h",
         group_by=tuple(group_by),
         limit=min(hours, BUCKET_LIMITS["1h"][1]),

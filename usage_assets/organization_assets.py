@@ -23,12 +23,12 @@ import dagster as dg
 from sqlalchemy import Engine, delete, insert, select, text
 
 from usage_assets.admin_api import COSTS_BUCKET_LIMITS, AdminAPIClient, CostBucket, CostsQuery
-from usage_assets.assets import ADMIN_API_POOL
+from usage_assets.assets import admin_api_asset
 from usage_assets.errors import PayloadError
+from usage_assets.ingest import epoch_seconds
 from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
 from usage_assets.partitions import daily_utc_partitions
-from usage_assets.resources import AdminAPIConnection, OpenAIAdminResource, UsageDatabase
-from usage_assets.table_schema import column_schema
+from usage_assets.resources import OpenAIAdminResource, UsageDatabase
 
 COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"
 PROJECTS_TABLE = f"{SCHEMA}.{Project.__tablename__}"
@@ -55,20 +55,6 @@ USERS_PATH = "/organization/users"
 
 def _lock_key(name: str) -> int:
     return zlib.crc32(name.encode())
-
-
-def _epoch(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
-
-
-def _source_metadata(api: AdminAPIConnection) -> dict[str, dg.MetadataValue]:
-    return {
-        "simulated": dg.MetadataValue.bool(api.simulated),
-        "data_source": dg.MetadataValue.text(
-            "SIMULATED demo organization (no OPENAI_ADMIN_KEY)" if api.simulated else api.source_url
-        ),
-        "api_requests": dg.MetadataValue.int(api.client.request_count),
-    }
 
 
 # --------------------------------------------------------------------------- billed costs
@@ -138,8 +124,8 @@ class CostDay:
 def costs_query_for_days(first_day: dt.date, end_day: dt.date) -> CostsQuery:
     """Daily buckets for [first_day, end_day) by project and line item, few pages."""
     return CostsQuery(
-        start_time=_epoch(first_day),
-        end_time=_epoch(end_day),
+        start_time=epoch_seconds(first_day),
+        end_time=epoch_seconds(end_day),
         bucket_width="1d",
         group_by=COSTS_GROUP_BY,
         limit=min((end_day - first_day).days, COSTS_BUCKET_LIMITS[1]),
@@ -218,18 +204,11 @@ def costs_metadata(
     }
 
 
-@dg.asset(
+@admin_api_asset(
+    CostDaily,
+    "GET /v1/organization/costs (bucket_width=1d, group_by project_id, line_item)",
     name="costs_daily",
     partitions_def=daily_utc_partitions,
-    group_name="openai_usage",
-    kinds={"openai", "postgres"},
-    owners=["team:finops"],
-    pool=ADMIN_API_POOL,
-    metadata={
-        "dagster/table_name": COSTS_TABLE,
-        "dagster/column_schema": column_schema(CostDaily.__table__),
-        "endpoint": "GET /v1/organization/costs (bucket_width=1d, group_by project_id, line_item)",
-    },
     description=(
         "What OpenAI bills, in USD, per UTC day, project and line item (a model and a token "
         "kind, e.g. 'gpt-4o-2024-08-06, cached input'), exactly as the Admin Costs API reports "
@@ -249,7 +228,7 @@ def costs_daily(
     engine = usage_db.engine()  # schema checked before anything is fetched
     with openai_admin.connect(context.log) as api:
         days = fetch_cost_days(api.client, first_day, end_day)
-        metadata = _source_metadata(api)
+        metadata = api.metadata()
     for day in days:
         replace_cost_day(engine, day)
         context.log.info(
@@ -377,17 +356,10 @@ def _names_metadata(table: str, rows: int) -> dict[str, dg.MetadataValue]:
     }
 
 
-@dg.asset(
+@admin_api_asset(
+    Project,
+    "GET /v1/organization/projects?include_archived=true",
     name="openai_projects",
-    group_name="openai_usage",
-    kinds={"openai", "postgres"},
-    owners=["team:finops"],
-    pool=ADMIN_API_POOL,
-    metadata={
-        "dagster/table_name": PROJECTS_TABLE,
-        "dagster/column_schema": column_schema(Project.__table__),
-        "endpoint": "GET /v1/organization/projects?include_archived=true",
-    },
     description=(
         "Every project of the OpenAI organization (archived ones included) with its name and "
         "status, so that dashboards show project names instead of ids. Each run replaces the "
@@ -402,7 +374,7 @@ def openai_projects(
     engine = usage_db.engine()
     with openai_admin.connect(context.log) as api:
         rows = fetch_projects(api.client)
-        metadata = _source_metadata(api)
+        metadata = api.metadata()
     replace_table(engine, Project, rows)
     archived = sum(1 for row in rows if row["status"] == "archived")
     context.log.info(f"wrote {len(rows)} projects ({archived} archived)")
@@ -411,17 +383,10 @@ def openai_projects(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
+@admin_api_asset(
+    User,
+    "GET /v1/organization/users",
     name="openai_users",
-    group_name="openai_usage",
-    kinds={"openai", "postgres"},
-    owners=["team:finops"],
-    pool=ADMIN_API_POOL,
-    metadata={
-        "dagster/table_name": USERS_TABLE,
-        "dagster/column_schema": column_schema(User.__table__),
-        "endpoint": "GET /v1/organization/users",
-    },
     description=(
         "The OpenAI organization's users (name, email, role), so that usage per user shows "
         "who it was. Each run replaces the whole table."
@@ -435,25 +400,18 @@ def openai_users(
     engine = usage_db.engine()
     with openai_admin.connect(context.log) as api:
         rows = fetch_users(api.client)
-        metadata = _source_metadata(api)
+        metadata = api.metadata()
     replace_table(engine, User, rows)
     context.log.info(f"wrote {len(rows)} users")
     metadata.update(_names_metadata(USERS_TABLE, len(rows)))
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
+@admin_api_asset(
+    ApiKey,
+    "GET /v1/organization/projects/{project_id}/api_keys",
     name="openai_api_keys",
     deps=[openai_projects],
-    group_name="openai_usage",
-    kinds={"openai", "postgres"},
-    owners=["team:finops"],
-    pool=ADMIN_API_POOL,
-    metadata={
-        "dagster/table_name": API_KEYS_TABLE,
-        "dagster/column_schema": column_schema(ApiKey.__table__),
-        "endpoint": "GET /v1/organization/projects/{project_id}/api_keys",
-    },
     description=(
         "The project API keys of every project (archived ones included): id, project, name "
         "and the redacted value (sk-…abcd) only, never the owner or anything secret. Lets "
@@ -471,7 +429,7 @@ def openai_api_keys(
         # that exists now, even when that table is stale.
         projects = fetch_projects(api.client)
         rows = fetch_api_keys(api.client, [project["id"] for project in projects])
-        metadata = _source_metadata(api)
+        metadata = api.metadata()
     replace_table(engine, ApiKey, rows)
     context.log.info(f"wrote {len(rows)} API keys of {len(projects)} projects")
     metadata.update(_names_metadata(API_KEYS_TABLE, len(rows)))

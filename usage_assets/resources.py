@@ -34,6 +34,18 @@ class AdminAPIConnection:
     def source_url(self) -> str:
         return "simulator" if self.simulated else self.client.base_url
 
+    def metadata(self) -> dict[str, dg.MetadataValue]:
+        """Where the data came from, loudly when it is the simulator; and what it cost in calls."""
+        return {
+            "simulated": dg.MetadataValue.bool(self.simulated),
+            "data_source": dg.MetadataValue.text(
+                "SIMULATED demo organization (no OPENAI_ADMIN_KEY)"
+                if self.simulated
+                else self.source_url
+            ),
+            "api_requests": dg.MetadataValue.int(self.client.request_count),
+        }
+
 
 class OpenAIAdminResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Read access to the OpenAI Admin API; with no admin key, the built-in simulator."""
