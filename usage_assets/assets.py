@@ -1,16 +1,25 @@
 """The raw usage asset: one UTC day of completions usage per partition."""
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from usage_assets import policies
 from usage_assets.ingest import ingest_days
 from usage_assets.models import SCHEMA, Base, CompletionsUsageHourly
 from usage_assets.normalize import DayRows
 from usage_assets.partitions import daily_utc_partitions
+from usage_assets.policies import (
+    API_STEP_RETRY,
+    DAILY_FRESHNESS,
+    RANGE_BACKFILL,
+    permanent_errors_fail_fast,
+    report_days,
+    window_days,
+)
 from usage_assets.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.storage import LoadInfo
 from usage_assets.table_schema import column_schema
@@ -32,7 +41,8 @@ def admin_api_asset(
     table: type[Base], endpoint: str, **options: Any
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for an asset that copies an Admin API endpoint into a table of ours."""
-    decorator = dg.asset(
+    return policies.asset(
+        retry_policy=API_STEP_RETRY,
         group_name="openai_usage",
         kinds={"openai", "postgres"},
         owners=[OWNER],
@@ -44,7 +54,6 @@ def admin_api_asset(
         },
         **options,
     )
-    return cast(Callable[[Callable[..., Any]], dg.AssetsDefinition], decorator)
 
 
 def day_metadata(day: DayRows) -> dict[str, dg.MetadataValue]:
@@ -73,6 +82,8 @@ def day_metadata(day: DayRows) -> dict[str, dg.MetadataValue]:
     "GET /v1/organization/usage/completions (bucket_width=1h)",
     name="completions_usage_hourly",
     partitions_def=daily_utc_partitions,
+    backfill_policy=RANGE_BACKFILL,
+    freshness_policy=DAILY_FRESHNESS,
     description=(
         "Hourly OpenAI token usage for one UTC day, per project, user, API key, model, batch "
         "flag, service tier and API source, exactly as the Admin Usage API reports it. Each "
@@ -85,41 +96,32 @@ def completions_usage_hourly(
     config: CompletionsUsageConfig,
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    window = context.partition_time_window
-    first_day: dt.date = window.start.date()
-    end_day: dt.date = window.end.date()
-    engine = usage_db.engine()  # schema checked before anything is fetched
-    with openai_admin.connect(context.log) as api:
-        info = LoadInfo(
-            group_by=config.group_by,
-            simulated=api.simulated,
-            source_url=api.source_url,
-            dagster_run_id=context.run.run_id,
-        )
-        days: list[DayRows] = []
-        for day in ingest_days(api.client, engine, first_day, end_day, config.group_by, info):
-            context.log.info(
-                f"{day.day}: wrote {len(day.rows):,} rows from {day.bucket_count} hourly buckets"
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+    """Each day is written in its own transaction as soon as its buckets are in (a backfill
+    range fetches 168 hours per request), and reported with that day's own figures."""
+    first_day, end_day = window_days(context)
+    single_day = end_day - first_day == dt.timedelta(days=1)
+    reports: list[tuple[dt.date, dict[str, Any]]] = []
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()  # schema checked before anything is fetched
+        with openai_admin.connect(context.log) as api:
+            info = LoadInfo(
+                group_by=config.group_by,
+                simulated=api.simulated,
+                source_url=api.source_url,
+                dagster_run_id=context.run.run_id,
             )
-            days.append(day)
-        metadata = day_metadata(_combine(days)) | api.metadata()
-    metadata["group_by"] = dg.MetadataValue.text(", ".join(config.group_by))
+            for day in ingest_days(api.client, engine, first_day, end_day, config.group_by, info):
+                context.log.info(
+                    f"{day.day}: wrote {len(day.rows):,} rows from {day.bucket_count} hourly "
+                    "buckets"
+                )
+                metadata = day_metadata(day) | api.metadata()
+                if not single_day:  # the run's request count is not this day's
+                    del metadata["api_requests"]
+                metadata["group_by"] = dg.MetadataValue.text(", ".join(config.group_by))
+                reports.append((day.day, metadata))
+            context.log.info(f"{api.client.request_count} Admin API requests for this run")
     if info.simulated:
         context.log.warning("Materialized SIMULATED usage; set OPENAI_ADMIN_KEY for real data.")
-    return dg.MaterializeResult(metadata=metadata)
-
-
-def _combine(days: list[DayRows]) -> DayRows:
-    if len(days) == 1:
-        return days[0]
-    total = DayRows(days[0].day)
-    for day in days:
-        total.rows.extend(day.rows)
-        total.bucket_count += day.bucket_count
-        total.input_tokens += day.input_tokens
-        total.output_tokens += day.output_tokens
-        total.num_model_requests += day.num_model_requests
-        for project, tokens in day.tokens_by_project.items():
-            total.tokens_by_project[project] = total.tokens_by_project.get(project, 0) + tokens
-    return total
+    yield from report_days(context, reports)

@@ -1,12 +1,17 @@
 """Cost attribution assets: priced usage per project and model, and a per-project rollup."""
 
 import datetime as dt
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
+from sqlalchemy import Engine
 
+from usage_assets import policies
 from usage_assets.assets import OWNER, completions_usage_hourly
 from usage_assets.cost_attribution import (
+    CostTotals,
     PricingInputs,
     cost_totals,
     kind_mismatches,
@@ -19,12 +24,20 @@ from usage_assets.cost_attribution import (
 )
 from usage_assets.models import SCHEMA, ProjectDailyCost, ProjectDailyCostSummary
 from usage_assets.partitions import daily_utc_partitions
+from usage_assets.policies import (
+    DAILY_FRESHNESS,
+    RANGE_BACKFILL,
+    permanent_errors_fail_fast,
+    report_days,
+    window_days,
+)
 from usage_assets.resources import PricingResource, UsageDatabase
 from usage_assets.table_schema import column_schema
 
 COSTS_TABLE = f"{SCHEMA}.{ProjectDailyCost.__tablename__}"
 SUMMARY_TABLE = f"{SCHEMA}.{ProjectDailyCostSummary.__tablename__}"
 GROUP = "cost_attribution"
+ONE_DAY = dt.timedelta(days=1)
 #: Recompute a partition whenever its upstream partition is re-materialized (a backfill, a
 #: late-data refresh), for any day: `eager()` alone only reacts in the latest time window.
 FOLLOW_UPSTREAM = dg.AutomationCondition.eager().without(
@@ -55,14 +68,11 @@ class CostAttributionConfig(dg.Config):
     )
 
 
-def _window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
-    window = context.partition_time_window
-    return window.start.date(), window.end.date()
-
-
-@dg.asset(
+@policies.asset(
     name="project_daily_costs",
     partitions_def=daily_utc_partitions,
+    backfill_policy=RANGE_BACKFILL,
+    freshness_policy=DAILY_FRESHNESS,
     deps=[completions_usage_hourly],
     group_name=GROUP,
     kinds={"postgres", "sql"},
@@ -96,35 +106,70 @@ def project_daily_costs(
     config: CostAttributionConfig,
     usage_db: UsageDatabase,
     pricing: PricingResource,
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    first, end = _window(context)
-    engine = usage_db.engine()
-    report = price_usage(
-        engine, first, end, PricingInputs(pricing.overrides_path(), config.reprice)
-    )
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+    first, end = window_days(context)
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()
+        report = price_usage(
+            engine, first, end, PricingInputs(pricing.overrides_path(), config.reprice)
+        )
     if report.stale:
         context.log.warning(
             "genai-prices has different prices than the stored snapshot for "
             f"{', '.join(report.stale[:10])}; kept the stored ones. Run with reprice: true to "
             "re-price explicitly."
         )
+    reports = [
+        (
+            day,
+            cost_metadata(cost_totals(engine, day, day + ONE_DAY))
+            | {"new_price_rows": report.inserted},
+        )
+        for day in days_of(first, end)
+    ]
+    yield from report_days(context, reports, cost_checks(engine, first, end))
+
+
+def days_of(first: dt.date, end: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((end - first).days)]
+
+
+def cost_metadata(totals: CostTotals) -> dict[str, Any]:
+    """One day's cost figures; `cost_usd` is what the Plots tab charts."""
+    top = "\n".join(f"| {p or '(default project)'} | {money(c)} |" for p, c in totals.top_projects)
+    return {
+        "dagster/row_count": dg.MetadataValue.int(totals.rows),
+        "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
+        "unpriced_tokens": dg.MetadataValue.int(totals.unpriced_tokens),
+        "input_tokens": dg.MetadataValue.int(totals.input_tokens),
+        "output_tokens": dg.MetadataValue.int(totals.output_tokens),
+        "num_model_requests": dg.MetadataValue.int(totals.num_model_requests),
+        "top_projects_by_cost": dg.MetadataValue.md(
+            "| project_id | cost |\n|---|---:|\n" + top if top else "_no usage_"
+        ),
+    }
+
+
+def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCheckResult]:
+    """The cost table's checks over the run's days."""
     totals = cost_totals(engine, first, end)
     raw_in, raw_out, raw_req = raw_totals(engine, first, end)
     mismatched_kinds = kind_mismatches(engine, first, end)
     unpriced = unpriced_usage(engine, first, end)
     negatives = negative_values(engine, first, end)
-    top = "\n".join(f"| {p or '(default project)'} | {money(c)} |" for p, c in totals.top_projects)
     unpriced_md = "\n".join(
         f"| {model} | {tier} | {batch} | {reason} | {tokens:,} |"
         for model, tier, batch, reason, tokens in unpriced
     )
-    checks = [
+    days = dg.MetadataValue.text(f"{first} .. {end - ONE_DAY}")
+    return [
         dg.AssetCheckResult(
             check_name="tokens_match_usage",
             passed=(totals.input_tokens, totals.output_tokens, totals.num_model_requests)
             == (raw_in, raw_out, raw_req)
             and mismatched_kinds == 0,
             metadata={
+                "days": days,
                 "cost_input_tokens": totals.input_tokens,
                 "usage_input_tokens": raw_in,
                 "cost_output_tokens": totals.output_tokens,
@@ -139,6 +184,7 @@ def project_daily_costs(
             passed=not unpriced,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
+                "days": days,
                 "unpriced_tokens": totals.unpriced_tokens,
                 "unpriced_models": dg.MetadataValue.md(
                     "| model | tier | batch | reason | tokens |\n|---|---|---|---|---:|\n"
@@ -151,29 +197,16 @@ def project_daily_costs(
         dg.AssetCheckResult(
             check_name="no_negative_values",
             passed=negatives == 0,
-            metadata={"rows_with_negative_values": negatives},
+            metadata={"days": days, "rows_with_negative_values": negatives},
         ),
     ]
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(totals.rows),
-            "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
-            "unpriced_tokens": dg.MetadataValue.int(totals.unpriced_tokens),
-            "input_tokens": dg.MetadataValue.int(totals.input_tokens),
-            "output_tokens": dg.MetadataValue.int(totals.output_tokens),
-            "num_model_requests": dg.MetadataValue.int(totals.num_model_requests),
-            "top_projects_by_cost": dg.MetadataValue.md(
-                "| project_id | cost |\n|---|---:|\n" + top if top else "_no usage_"
-            ),
-            "new_price_rows": dg.MetadataValue.int(report.inserted),
-        },
-        check_results=checks,
-    )
 
 
-@dg.asset(
+@policies.asset(
     name="project_daily_cost_summary",
     partitions_def=daily_utc_partitions,
+    backfill_policy=RANGE_BACKFILL,
+    freshness_policy=DAILY_FRESHNESS,
     deps=[project_daily_costs],
     group_name=GROUP,
     kinds={"postgres", "sql"},
@@ -191,18 +224,25 @@ def project_daily_costs(
 )
 def project_daily_cost_summary(
     context: dg.AssetExecutionContext, usage_db: UsageDatabase
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    first, end = _window(context)
-    engine = usage_db.engine()
-    rows = summarize_costs(engine, first, end)
-    totals = cost_totals(engine, first, end)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(rows),
-            "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
-            "unpriced_tokens": dg.MetadataValue.int(totals.unpriced_tokens),
-        }
-    )
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+    first, end = window_days(context)
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()
+    summarize_costs(engine, first, end)
+    reports = []
+    for day in days_of(first, end):
+        totals = cost_totals(engine, day, day + ONE_DAY)
+        reports.append(
+            (
+                day,
+                {
+                    "dagster/row_count": dg.MetadataValue.int(totals.projects),
+                    "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
+                    "unpriced_tokens": dg.MetadataValue.int(totals.unpriced_tokens),
+                },
+            )
+        )
+    yield from report_days(context, reports)
 
 
 COST_ASSETS = [project_daily_costs, project_daily_cost_summary]

@@ -169,6 +169,8 @@ class CostTotals:
     input_tokens: int
     output_tokens: int
     num_model_requests: int
+    #: Distinct projects (the default project, NULL, counts as one).
+    projects: int
     top_projects: list[tuple[str | None, Decimal]]
 
 
@@ -180,7 +182,8 @@ def cost_totals(engine: Engine, first: dt.date, end: dt.date) -> CostTotals:
                 f"SELECT count(*), coalesce(sum(cost_usd), 0), "
                 f"coalesce(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NULL), 0), "
                 f"coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
-                f"coalesce(sum(num_model_requests), 0) FROM {S}.project_daily_costs "
+                f"coalesce(sum(num_model_requests), 0), count(DISTINCT coalesce(project_id, '')) "
+                f"FROM {S}.project_daily_costs "
                 "WHERE usage_date >= :first AND usage_date < :end"
             ),
             bounds,
@@ -201,6 +204,7 @@ def cost_totals(engine: Engine, first: dt.date, end: dt.date) -> CostTotals:
         input_tokens=int(row[3]),
         output_tokens=int(row[4]),
         num_model_requests=int(row[5]),
+        projects=int(row[6]),
         top_projects=[(project, Decimal(cost)) for project, cost in top],
     )
 

@@ -13,7 +13,7 @@ transaction (per day for costs, per table for names), so a failure leaves the pr
 import datetime as dt
 import json
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,14 @@ from usage_assets.errors import PayloadError
 from usage_assets.ingest import epoch_seconds
 from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
 from usage_assets.partitions import daily_utc_partitions
+from usage_assets.policies import (
+    DAILY_FRESHNESS,
+    NAMES_FRESHNESS,
+    RANGE_BACKFILL,
+    permanent_errors_fail_fast,
+    report_days,
+    window_days,
+)
 from usage_assets.resources import OpenAIAdminResource, UsageDatabase
 
 COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"
@@ -209,6 +217,8 @@ def costs_metadata(
     "GET /v1/organization/costs (bucket_width=1d, group_by project_id, line_item)",
     name="costs_daily",
     partitions_def=daily_utc_partitions,
+    backfill_policy=RANGE_BACKFILL,
+    freshness_policy=DAILY_FRESHNESS,
     description=(
         "What OpenAI bills, in USD, per UTC day, project and line item (a model and a token "
         "kind, e.g. 'gpt-4o-2024-08-06, cached input'), exactly as the Admin Costs API reports "
@@ -221,23 +231,27 @@ def costs_daily(
     context: dg.AssetExecutionContext,
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    window = context.partition_time_window
-    first_day: dt.date = window.start.date()
-    end_day: dt.date = window.end.date()
-    engine = usage_db.engine()  # schema checked before anything is fetched
-    with openai_admin.connect(context.log) as api:
-        days = fetch_cost_days(api.client, first_day, end_day)
-        metadata = api.metadata()
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+    first_day, end_day = window_days(context)
+    single_day = end_day - first_day == dt.timedelta(days=1)
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()  # schema checked before anything is fetched
+        with openai_admin.connect(context.log) as api:
+            days = fetch_cost_days(api.client, first_day, end_day)
+            source = api.metadata()
+    if not single_day:  # the run's request count is not one day's
+        del source["api_requests"]
+    names = _project_names(engine)
+    reports = []
     for day in days:
         replace_cost_day(engine, day)
         context.log.info(
             f"{day.day}: wrote {len(day.rows):,} billed line items, ${day.billed_usd:,.2f}"
         )
-    metadata.update(costs_metadata(days, _project_names(engine)))
+        reports.append((day.day, source | costs_metadata([day], names)))
     if api.simulated:
         context.log.warning("Materialized SIMULATED costs; set OPENAI_ADMIN_KEY for real data.")
-    return dg.MaterializeResult(metadata=metadata)
+    yield from report_days(context, reports)
 
 
 # --------------------------------------------------------------------------- names
@@ -360,6 +374,7 @@ def _names_metadata(table: str, rows: int) -> dict[str, dg.MetadataValue]:
     Project,
     "GET /v1/organization/projects?include_archived=true",
     name="openai_projects",
+    freshness_policy=NAMES_FRESHNESS,
     description=(
         "Every project of the OpenAI organization (archived ones included) with its name and "
         "status, so that dashboards show project names instead of ids. Each run replaces the "
@@ -372,7 +387,7 @@ def openai_projects(
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     engine = usage_db.engine()
-    with openai_admin.connect(context.log) as api:
+    with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
         rows = fetch_projects(api.client)
         metadata = api.metadata()
     replace_table(engine, Project, rows)
@@ -387,6 +402,7 @@ def openai_projects(
     User,
     "GET /v1/organization/users",
     name="openai_users",
+    freshness_policy=NAMES_FRESHNESS,
     description=(
         "The OpenAI organization's users (name, email, role), so that usage per user shows "
         "who it was. Each run replaces the whole table."
@@ -398,7 +414,7 @@ def openai_users(
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     engine = usage_db.engine()
-    with openai_admin.connect(context.log) as api:
+    with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
         rows = fetch_users(api.client)
         metadata = api.metadata()
     replace_table(engine, User, rows)
@@ -411,6 +427,7 @@ def openai_users(
     ApiKey,
     "GET /v1/organization/projects/{project_id}/api_keys",
     name="openai_api_keys",
+    freshness_policy=NAMES_FRESHNESS,
     deps=[openai_projects],
     description=(
         "The project API keys of every project (archived ones included): id, project, name "
@@ -424,7 +441,7 @@ def openai_api_keys(
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     engine = usage_db.engine()
-    with openai_admin.connect(context.log) as api:
+    with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
         # The project list is fetched again, not read from `projects`: keys of every project
         # that exists now, even when that table is stale.
         projects = fetch_projects(api.client)

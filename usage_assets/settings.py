@@ -119,3 +119,42 @@ def cost_tolerance() -> float:
             f"USAGE_COST_TOLERANCE={value!r} must be a fraction between 0 and 1 (0.05 = 5%)."
         )
     return parsed
+
+
+def _int_setting(name: str, default: int, low: int, high: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigurationError(f"{name}={value!r} must be a whole number from {low} to {high}.")
+    return int(value)
+
+
+def lookback_days() -> int:
+    """USAGE_LOOKBACK_DAYS: days before the closed day the daily run re-fetches (default 3)."""
+    return _int_setting("USAGE_LOOKBACK_DAYS", 3, 0, 30)
+
+
+def schedule_cron() -> str:
+    """USAGE_SCHEDULE_CRON: when the daily run starts, in UTC (default 02:00)."""
+    return _env("USAGE_SCHEDULE_CRON") or "0 2 * * *"  # Dagster validates it at load
+
+
+def schedule_running() -> bool:
+    """USAGE_SCHEDULE_DEFAULT_STATUS: RUNNING (default) or STOPPED when the code location loads."""
+    value = (_env("USAGE_SCHEDULE_DEFAULT_STATUS") or "RUNNING").upper()
+    if value not in ("RUNNING", "STOPPED"):
+        raise ConfigurationError(
+            f"USAGE_SCHEDULE_DEFAULT_STATUS={value!r} must be RUNNING or STOPPED."
+        )
+    return value == "RUNNING"
+
+
+def freshness_deadline_hour() -> int:
+    """USAGE_FRESHNESS_DEADLINE_HOUR: UTC hour by which yesterday must have landed (default 6)."""
+    return _int_setting("USAGE_FRESHNESS_DEADLINE_HOUR", 6, 0, 23)
+
+
+def step_retries() -> int:
+    """USAGE_STEP_RETRIES: step re-runs after transient Admin API failures (default 2)."""
+    return _int_setting("USAGE_STEP_RETRIES", 2, 0, 10)

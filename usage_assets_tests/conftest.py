@@ -4,10 +4,15 @@ throwaway database migrated by Alembic, and the simulated Admin API on loopback.
 from __future__ import annotations
 
 import os
+
+# Step retries wait a minute between attempts; the suite exercises failures directly instead.
+# (Set before usage_assets is imported: policies are read at definition time.)
+os.environ.setdefault("USAGE_STEP_RETRIES", "0")
 import socket
 import uuid
 from collections.abc import Iterator
 
+import dagster as dg
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
@@ -103,3 +108,9 @@ def engine(database_url: str) -> Engine:
 def simulator() -> Iterator[SimulatedAdminAPI]:
     with SimulatedAdminAPI() as sim:
         yield sim
+
+
+def day_reports(result: dg.ExecuteInProcessResult, node: str) -> list[dg.AssetMaterialization]:
+    """A run's per-day materializations (see policies.report_days), without the step's bare
+    output event that precedes them."""
+    return [m for m in result.asset_materializations_for_node(node) if m.metadata]

@@ -28,6 +28,8 @@ from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets_tests.test_ingest import ADMIN_KEY, admin_for, failure_message
 
+from .conftest import day_reports
+
 DAY = "2025-11-20"
 DAY_START = int(dt.datetime(2025, 11, 20, tzinfo=dt.UTC).timestamp())
 ONE_DAY = 86_400
@@ -146,7 +148,7 @@ def test_costs_partition_lands_the_simulators_bill(
         assert currency == "usd"
         assert stored["object"] == "organization.costs.result"
 
-    [materialization] = result.asset_materializations_for_node("costs_daily")
+    [materialization] = day_reports(result, "costs_daily")
     metadata = materialization.metadata
     total = sum(truth.values(), Decimal(0))
     assert metadata["dagster/row_count"].value == len(rows)
@@ -181,19 +183,25 @@ def test_rerun_gives_identical_content_and_a_range_lands_every_day(
     for bucket in buckets:
         day = dt.datetime.fromtimestamp(bucket["start_time"], dt.UTC).date()
         assert db_billed_by_project(engine, day) == billed_by_project([bucket])
-    materializations = result.asset_materializations_for_node("costs_daily")
+    materializations = day_reports(result, "costs_daily")
     assert sorted(m.partition or "" for m in materializations) == [
         "2025-11-18",
         "2025-11-19",
         "2025-11-20",
     ]
-    assert materializations[0].metadata["usage_dates"].value == "2025-11-18 .. 2025-11-20"
+    # Each partition's metadata is true for that day, not the range's total.
+    for materialization in materializations:
+        day = dt.date.fromisoformat(materialization.partition or "")
+        assert materialization.metadata["usage_dates"].value == day.isoformat()
+        assert materialization.metadata["billed_usd_exact"].value == str(
+            sum(db_billed_by_project(engine, day).values())
+        )
 
 
 def test_no_key_bills_the_built_in_simulator_and_says_so(engine: Engine, database_url: str) -> None:
     result = materialize(OpenAIAdminResource(), database_url)
     assert result.success
-    [materialization] = result.asset_materializations_for_node("costs_daily")
+    [materialization] = day_reports(result, "costs_daily")
     assert materialization.metadata["simulated"].value is True
     assert "SIMULATED" in str(materialization.metadata["data_source"].value)
     assert materialization.metadata["billed_usd"].value > 0

@@ -15,6 +15,8 @@ from usage_assets.resources import OpenAIAdminResource, PricingResource, UsageDa
 from usage_assets.settings import PROJECT_ROOT
 from usage_assets.simulator.server import SimulatedAdminAPI
 
+from .conftest import day_reports
+
 DAY = "2025-11-20"
 ASSETS = [completions_usage_hourly, project_daily_costs, project_daily_cost_summary]
 
@@ -45,7 +47,7 @@ def test_costs_for_a_simulated_day(
     table = str(unpriced.metadata["unpriced_models"].value)
     assert "gpt-4o-audio-preview-2024-12-17" in table and "no audio input rate" in table
 
-    [costs] = result.asset_materializations_for_node("project_daily_costs")
+    [costs] = day_reports(result, "project_daily_costs")
     with engine.connect() as conn:
         total = conn.execute(
             text("SELECT sum(cost_usd) FROM openai_usage.project_daily_costs")

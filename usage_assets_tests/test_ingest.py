@@ -18,6 +18,8 @@ from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.storage import LoadInfo, replace_day
 
+from .conftest import day_reports
+
 DAY = "2025-11-20"
 DAY_START = int(dt.datetime(2025, 11, 20, tzinfo=dt.UTC).timestamp())
 ADMIN_KEY = "sk-admin-TESTKEY0123456789abcdefSECRET"
@@ -109,7 +111,7 @@ def test_partition_lands_the_simulators_rows(
     assert len(rows) == expected_rows
     assert all(r[0].date() == dt.date(2025, 11, 20) for r in rows)
 
-    [materialization] = result.asset_materializations_for_node("completions_usage_hourly")
+    [materialization] = day_reports(result, "completions_usage_hourly")
     metadata = materialization.metadata
     assert metadata["dagster/row_count"].value == expected_rows
     assert metadata["dagster/table_name"].value == "openai_usage.completions_usage_hourly"
@@ -301,7 +303,7 @@ def test_no_key_runs_on_the_built_in_simulator_and_says_so(
 ) -> None:
     result = materialize(OpenAIAdminResource(), database_url)
     assert result.success
-    [materialization] = result.asset_materializations_for_node("completions_usage_hourly")
+    [materialization] = day_reports(result, "completions_usage_hourly")
     assert materialization.metadata["simulated"].value is True
     assert "SIMULATED" in str(materialization.metadata["data_source"].value)
     warnings = [

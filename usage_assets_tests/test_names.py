@@ -26,6 +26,8 @@ from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets_tests.test_ingest import ADMIN_KEY, admin_for, failure_message
 
+from .conftest import day_reports
+
 NAMES = [openai_projects, openai_users, openai_api_keys]
 BASE_URL = "https://api.test.example/v1"
 
@@ -168,7 +170,7 @@ def test_admin_key_appears_nowhere(engine: Engine, database_url: str) -> None:
             instance=instance,
         )
     assert names.success and costs.success
-    [billed] = costs.asset_materializations_for_node("costs_daily")
+    [billed] = day_reports(costs, "costs_daily")
     top = str(billed.metadata["top_projects_by_billed_usd"].value)
     assert "Support Copilot" in top  # names from openai_usage.projects, not only ids
     for run in (names, costs):

@@ -1,0 +1,101 @@
+"""How the assets run: backfills in ranges, step retries for transient trouble only, freshness."""
+
+import datetime as dt
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+import dagster as dg
+
+from usage_assets import settings
+from usage_assets.errors import (
+    AdminAPIError,
+    ConfigurationError,
+    PayloadError,
+    QueryValidationError,
+    SchemaNotReadyError,
+)
+
+#: Days per backfill run: a year is 12 runs, each fetching 168 hourly buckets per request.
+MAX_DAYS_PER_RUN = 31
+
+RANGE_BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
+
+
+def asset(**options: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """`dg.asset`, minus the warning that `backfill_policy` is beta in Dagster 1.13: range
+    backfills are the point here, and a warning on every code location load helps nobody."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
+        decorator = dg.asset(**options)
+
+    def apply(fn: Callable[..., Any]) -> dg.AssetsDefinition:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=".*backfill_policy.*", category=dg.BetaWarning
+            )
+            return cast(dg.AssetsDefinition, decorator(fn))
+
+    return apply
+
+
+#: A second line of defence behind the client's own retries (an outage of several minutes):
+#: only for errors worth retrying; see `permanent_errors_fail_fast`.
+API_STEP_RETRY = dg.RetryPolicy(
+    max_retries=settings.step_retries(),
+    delay=60,
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
+)
+
+#: Daily assets should have materialized some partition within a day and a bit.
+DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(hours=30), warn_window=dt.timedelta(hours=27)
+)
+#: Names change rarely; a week-old copy is still useful.
+NAMES_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(days=8), warn_window=dt.timedelta(days=2)
+)
+
+PERMANENT_ERRORS = (ConfigurationError, QueryValidationError, PayloadError, SchemaNotReadyError)
+
+
+@contextmanager
+def permanent_errors_fail_fast() -> Iterator[None]:
+    """Turn errors that a retry cannot fix into a Failure that skips the step RetryPolicy.
+
+    Bad configuration, a drifting payload and 4xx answers (other than 429) fail at once with
+    their message; transient trouble the client gave up on is re-raised for a step retry.
+    """
+    try:
+        yield
+    except PERMANENT_ERRORS as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+    except AdminAPIError as exc:
+        if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+            raise dg.Failure(
+                description=f"{type(exc).__name__}: {exc}", allow_retries=False
+            ) from exc
+        raise
+
+
+def window_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """[first, end) UTC days of the run: one partition, or a backfill range."""
+    window = context.partition_time_window
+    return window.start.date(), window.end.date()
+
+
+def report_days(
+    context: dg.AssetExecutionContext,
+    days: Sequence[tuple[dt.date, Mapping[str, Any]]],
+    check_results: Sequence[dg.AssetCheckResult] = (),
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+    """Report a run's days: first the step's output (bare; it marks every partition of the range
+    and lets downstream steps of the same run go ahead), then one materialization per day with
+    that day's own figures, which is the latest one and the one the UI shows and plots."""
+    yield dg.MaterializeResult(check_results=list(check_results))
+    for day, metadata in days:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key, partition=day.isoformat(), metadata=metadata
+        )
