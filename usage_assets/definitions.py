@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from usage_assets.assets import completions_usage_hourly
-from usage_assets.checks import CHECKS
+from usage_assets.checks import CHECKS, yesterday_landed_sensor
 from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor
 from usage_assets.organization_assets import ORGANIZATION_ASSETS
 from usage_assets.resources import (
@@ -13,11 +13,14 @@ from usage_assets.resources import (
     pricing_from_env,
     usage_database_from_env,
 )
+from usage_assets.schedules import JOBS, SCHEDULES
 
 defs = dg.Definitions(
     assets=[completions_usage_hourly, *COST_ASSETS, *ORGANIZATION_ASSETS],
     asset_checks=CHECKS,
-    sensors=[follow_usage_sensor],
+    sensors=[follow_usage_sensor, yesterday_landed_sensor],
+    schedules=SCHEDULES,
+    jobs=JOBS,
     resources={
         "openai_admin": openai_admin_from_env(),
         "usage_db": usage_database_from_env(),

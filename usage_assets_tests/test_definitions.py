@@ -14,16 +14,22 @@ import pytest
 from usage_assets import settings
 from usage_assets.errors import ConfigurationError
 
+#: Everything else is imported afresh: modules read the environment when imported.
+KEEP = {"usage_assets", "usage_assets.errors", "usage_assets.settings"}
 
-def load_definitions() -> ModuleType:
-    for name in ("usage_assets.definitions", "usage_assets.assets", "usage_assets.partitions"):
-        sys.modules.pop(name, None)
+
+def load_definitions(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import the code location afresh, as a new process would; the old modules come back
+    after the test (monkeypatch restores sys.modules entries)."""
+    for name in [n for n in sys.modules if n.startswith("usage_assets.") and n not in KEEP]:
+        if not name.startswith("usage_assets_tests"):
+            monkeypatch.delitem(sys.modules, name)
     return importlib.import_module("usage_assets.definitions")
 
 
 def test_definitions_load_with_daily_utc_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USAGE_START_DATE", "2025-03-01")
-    defs: dg.Definitions = load_definitions().defs
+    defs: dg.Definitions = load_definitions(monkeypatch).defs
     defs.validate_loadable(defs)
     asset = defs.resolve_assets_def("completions_usage_hourly")
     partitions = asset.partitions_def
@@ -41,7 +47,7 @@ def test_secrets_are_bound_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
     key = "sk-admin-NEVERSHOWN0123456789"
     monkeypatch.setenv("OPENAI_ADMIN_KEY", key)
     monkeypatch.setenv("USAGE_DATABASE_URL", "postgresql://u:hunter2secret@db.example:5432/usage")
-    defs: dg.Definitions = load_definitions().defs
+    defs: dg.Definitions = load_definitions(monkeypatch).defs
     resources = defs.resources
     assert resources is not None
     admin = resources["openai_admin"]
@@ -65,7 +71,7 @@ def test_bad_configuration_names_the_variable(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match=message):
-        load_definitions()
+        load_definitions(monkeypatch)
         settings.embedded_port()
 
 
