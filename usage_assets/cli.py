@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -93,3 +94,56 @@ def simulator_main(argv: list[str] | None = None) -> int:
                 time.sleep(3600)
         except KeyboardInterrupt:
             return 0
+
+
+def backfill_main(argv: list[str] | None = None) -> int:
+    """Materialize a range of days without the UI, in chunks of up to 31 days, with progress."""
+    import datetime as dt
+
+    import dagster as dg
+
+    from usage_assets.policies import MAX_DAYS_PER_RUN
+
+    parser = argparse.ArgumentParser(
+        prog="usage-backfill",
+        description=(
+            "Fetch, price and reconcile a range of UTC days (inclusive) in this process: usage, "
+            "estimated costs and billed costs. Runs are recorded in $DAGSTER_HOME when set."
+        ),
+    )
+    parser.add_argument("first", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD")
+    parser.add_argument("last", type=dt.date.fromisoformat, help="last day, YYYY-MM-DD")
+    parser.add_argument("--days-per-run", type=int, default=MAX_DAYS_PER_RUN)
+    args = parser.parse_args(argv)
+    if args.last < args.first:
+        parser.error("last is before first")
+    if not 1 <= args.days_per_run <= MAX_DAYS_PER_RUN:
+        parser.error(f"--days-per-run must be between 1 and {MAX_DAYS_PER_RUN}")
+    from usage_assets.definitions import defs
+
+    job = defs.resolve_job_def("usage_daily_job")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    chunks = []
+    start = args.first
+    while start <= args.last:
+        end = min(start + dt.timedelta(days=args.days_per_run - 1), args.last)
+        chunks.append((start, end))
+        start = end + dt.timedelta(days=1)
+    for number, (start, end) in enumerate(chunks, start=1):
+        print(f"[{number}/{len(chunks)}] {start} .. {end} ...", flush=True)
+        began = time.monotonic()
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": start.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat(),
+            },
+            raise_on_error=False,
+        )
+        if not result.success:
+            failures = [e for e in result.all_events if e.is_step_failure]
+            reason = failures[0].message if failures else "see the run's logs"
+            print(f"[{number}/{len(chunks)}] failed: {reason}", file=sys.stderr)
+            return 1
+        print(f"[{number}/{len(chunks)}] done in {time.monotonic() - began:.1f}s", flush=True)
+    return 0

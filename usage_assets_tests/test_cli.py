@@ -128,3 +128,24 @@ def test_quickstart_path_embedded_database_and_simulator(tmp_path: Path) -> None
         assert landed == {project: t["input_tokens"] for project, t in truth.items()}
     finally:
         embedded_db.stop(server)
+
+
+def test_usage_backfill_runs_a_range_in_chunks_with_progress(empty_url: str) -> None:
+    with SimulatedAdminAPI() as sim:
+        env = {
+            "USAGE_DATABASE_URL": libpq(empty_url),
+            "OPENAI_BASE_URL": sim.base_url,
+            "OPENAI_ADMIN_KEY": "sk-admin-backfill-test",
+        }
+        done = run("usage-backfill", "2025-11-18", "2025-11-20", "--days-per-run", "2", env=env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "[1/2] 2025-11-18 .. 2025-11-19" in done.stdout
+        assert "[2/2] 2025-11-20 .. 2025-11-20" in done.stdout
+        assert sim.usage_requests() == 2  # one request per chunk
+    with engine_for(empty_url).connect() as conn:
+        days = conn.execute(
+            text("SELECT DISTINCT usage_date FROM openai_usage.project_daily_costs ORDER BY 1")
+        ).scalars()
+        assert [d.isoformat() for d in days] == ["2025-11-18", "2025-11-19", "2025-11-20"]
+    bad = run("usage-backfill", "2025-11-20", "2025-11-18", env=env)
+    assert bad.returncode == 2 and "last is before first" in bad.stderr
