@@ -63,7 +63,7 @@ def day_metadata(day: DayRows) -> dict[str, dg.MetadataValue]:
         f"| {project or '(default project)'} | {tokens:,} |" for project, tokens in top
     )
     return {
-        "dagster/row_count": dg.MetadataValue.int(len(day.rows)),
+        "dagster/row_count": dg.MetadataValue.int(day.row_count),
         "dagster/table_name": dg.MetadataValue.text(USAGE_TABLE),
         "usage_date": dg.MetadataValue.text(day.day.isoformat()),
         "hourly_buckets": dg.MetadataValue.int(day.bucket_count),
@@ -113,7 +113,7 @@ def completions_usage_hourly(
             )
             for day in ingest_days(api.client, engine, first_day, end_day, config.group_by, info):
                 context.log.info(
-                    f"{day.day}: wrote {len(day.rows):,} rows from {day.bucket_count} hourly "
+                    f"{day.day}: wrote {day.row_count:,} rows from {day.bucket_count} hourly "
                     "buckets"
                 )
                 metadata = day_metadata(day) | api.metadata()

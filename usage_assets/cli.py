@@ -74,6 +74,14 @@ def simulator_main(argv: list[str] | None = None) -> int:
         default=SyntheticOrganization.stream_count,
         help="usage groups in the organization (10000 for a large org)",
     )
+    parser.add_argument("--projects", type=int, default=SyntheticOrganization.project_count)
+    parser.add_argument("--users", type=int, default=SyntheticOrganization.user_count)
+    parser.add_argument(
+        "--always-active",
+        action="store_true",
+        help="every usage group has usage every hour (benchmarks)",
+    )
+    parser.add_argument("--max-results-per-page", type=int, default=10_000)
     parser.add_argument(
         "--required-key", default=None, help="answer 401 unless this bearer key is sent"
     )
@@ -83,8 +91,19 @@ def simulator_main(argv: list[str] | None = None) -> int:
         help='JSON list of faults, e.g. \'[{"kind": "status", "status": 429}]\'',
     )
     args = parser.parse_args(argv)
-    org = SyntheticOrganization(seed=args.seed, stream_count=args.streams)
-    simulator = SimulatedAdminAPI(org=org, port=args.port, required_key=args.required_key)
+    org = SyntheticOrganization(
+        seed=args.seed,
+        stream_count=args.streams,
+        project_count=args.projects,
+        user_count=args.users,
+        always_active=args.always_active,
+    )
+    simulator = SimulatedAdminAPI(
+        org=org,
+        port=args.port,
+        required_key=args.required_key,
+        max_results_per_page=args.max_results_per_page,
+    )
     for fault in iter_faults(args.faults):
         simulator.faults.add(**fault.__dict__)
     with simulator:

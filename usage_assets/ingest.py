@@ -49,8 +49,9 @@ def fetch_days(
             while expected < day_rows.day:
                 yield DayRows(expected)
                 expected += dt.timedelta(days=1)
-            yield day_rows
             expected = day_rows.day + dt.timedelta(days=1)
+            yield day_rows
+            del day_rows  # not kept alive while the next day is fetched
     except AdminAPIError as exc:
         if exc.status == 400 and "group_by" in str(exc):
             raise AdminAPIError(
@@ -73,7 +74,8 @@ def ingest_days(
     group_by: Sequence[str],
     info: LoadInfo,
 ) -> Iterator[DayRows]:
-    """Fetch and write each day; yields each day after its transaction committed."""
+    """Fetch and write each day; yields each day (totals only, rows released) once committed."""
     for day_rows in fetch_days(client, first_day, end_day, group_by):
         replace_day(engine, day_rows, info)
+        day_rows.release()
         yield day_rows

@@ -80,6 +80,18 @@ class DayRows:
     num_model_requests: int = 0
     tokens_by_project: dict[str | None, int] = field(default_factory=dict)
     _groups: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
+    _released: int = field(default=0, repr=False)
+
+    @property
+    def row_count(self) -> int:
+        """Rows of the day, including those already released after writing."""
+        return self._released + len(self.rows)
+
+    def release(self) -> None:
+        """Drop the rows once written, keeping the totals: a range run holds one day at most."""
+        self._released += len(self.rows)
+        self.rows = []
+        self._groups = set()
 
     def add_bucket(self, bucket: UsageBucket) -> None:
         start = _utc(bucket.start_time)

@@ -1,0 +1,202 @@
+"""Benchmark: ingest and pricing of a large organization on this machine. Prints a table.
+
+    .venv/bin/python benchmarks/bench.py [--groups 10000] [--days 30]
+
+A throwaway embedded PostgreSQL and the simulator (in its own process, serving `--groups`
+usage groups with usage every hour) on loopback. Each ingest runs in a fresh process so its
+peak RSS is its own. Not a test: it measures, it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from usage_assets import embedded_db
+from usage_assets.admin_api import AdminAPIClient
+from usage_assets.cost_attribution import PricingInputs, price_usage
+from usage_assets.database import engine_for, migrate
+from usage_assets.ingest import fetch_days, usage_query_for_days
+from usage_assets.models import USAGE_COPY_COLUMNS, CompletionsUsageHourly
+from usage_assets.storage import _COPY_SQL
+from usage_assets.usage_query import COMPLETIONS_USAGE_PATH
+
+FIRST_DAY = dt.date(2025, 10, 1)
+GROUP_BY = ["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source"]
+
+INGEST_CHILD = """
+import datetime as dt, json, resource, sys, time
+from usage_assets.admin_api import AdminAPIClient
+from usage_assets.database import engine_for
+from usage_assets.ingest import ingest_days
+from usage_assets.storage import LoadInfo
+url, base, days = sys.argv[1], sys.argv[2], int(sys.argv[4])
+first = dt.date.fromisoformat(sys.argv[3])
+group_by = json.loads(sys.argv[5])
+client = AdminAPIClient(base, None)
+info = LoadInfo(group_by=group_by, simulated=True, source_url="bench", dagster_run_id=None)
+began = time.perf_counter()
+rows = sum(d.row_count for d in ingest_days(client, engine_for(url), first,
+           first + dt.timedelta(days=days), group_by, info))
+print(json.dumps({"rows": rows, "seconds": time.perf_counter() - began,
+                  "requests": client.request_count,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_simulator(groups: int) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "usage-simulator"),
+            "--port", str(port), "--streams", str(groups), "--projects", "300",
+            "--users", "3000", "--always-active",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.readline()  # "simulated Admin API at ..."
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def ingest(url: str, base: str, first: dt.date, days: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", INGEST_CHILD, url, base, first.isoformat(), str(days),
+         json.dumps(GROUP_BY)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def largest_page_mb(base: str, day: dt.date) -> float:
+    query = usage_query_for_days(day, day + dt.timedelta(days=1), GROUP_BY)
+    response = requests.get(base + COMPLETIONS_USAGE_PATH, params=query.to_params(), timeout=600)
+    return len(response.content) / 2**20
+
+
+def day_rows(base: str, day: dt.date) -> list[tuple[Any, ...]]:
+    [rows] = list(fetch_days(AdminAPIClient(base, None), day, day + dt.timedelta(days=1), GROUP_BY))
+    return rows.rows
+
+
+def orm_loop(url: str, rows: list[tuple[Any, ...]]) -> float:
+    """The naive way: one ORM object per row, session.add_all, commit."""
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE openai_usage.completions_usage_hourly"))
+    began = time.perf_counter()
+    with Session(engine) as session:
+        objects = []
+        for row in rows:
+            values = dict(zip(USAGE_COPY_COLUMNS, row, strict=True))
+            values["result"] = json.loads(values["result"])
+            objects.append(CompletionsUsageHourly(**values))
+        session.add_all(objects)
+        session.commit()
+    return time.perf_counter() - began
+
+
+def raw_copy(url: str, rows: list[tuple[Any, ...]]) -> float:
+    """The floor: COPY of rows already built, nothing else."""
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE openai_usage.completions_usage_hourly"))
+    began = time.perf_counter()
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+            for row in rows:
+                copy.write_row(row)
+    return time.perf_counter() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument(
+        "--orm-rows", type=int, default=50_000, help="rows for the naive ORM loop (it is slow)"
+    )
+    args = parser.parse_args()
+    results: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = embedded_db.EmbeddedServer(Path(tmp), free_port())
+        embedded_db.ensure_running(server)
+        simulator, base = start_simulator(args.groups)
+        try:
+            url = server.url()
+            migrate(url)
+            page_mb = largest_page_mb(base, FIRST_DAY)
+            one = ingest(url, base, FIRST_DAY, 1)
+            rate = one["rows"] / one["seconds"]
+            results += [
+                ("rows in one day", f"{one['rows']:,}"),
+                ("ingest, one day (fetch, parse, validate, write)", f"{one['seconds']:.1f} s"),
+                ("ingest rate", f"{rate:,.0f} rows/s"),
+                ("ingest peak RSS", f"{one['peak_rss_mb']:.0f} MiB"),
+                ("largest page JSON", f"{page_mb:.1f} MiB"),
+                ("peak RSS / largest page", f"{one['peak_rss_mb'] / page_mb:.1f}x"),
+            ]
+            rows = day_rows(base, FIRST_DAY)
+            copy_seconds = raw_copy(url, rows)
+            copy_rate = len(rows) / copy_seconds
+            orm_rows = rows[: args.orm_rows]
+            orm_rate = len(orm_rows) / orm_loop(url, orm_rows)
+            results += [
+                ("raw COPY of pre-built rows", f"{copy_rate:,.0f} rows/s"),
+                (f"naive ORM add_all ({len(orm_rows):,} rows)", f"{orm_rate:,.0f} rows/s"),
+                ("ingest vs ORM", f"{rate / orm_rate:.1f}x faster"),
+                ("ingest vs raw COPY", f"{copy_rate / rate:.1f}x slower"),
+            ]
+            with engine_for(url).begin() as conn:
+                conn.execute(text("TRUNCATE openai_usage.completions_usage_hourly"))
+            many = ingest(url, base, FIRST_DAY, args.days)
+            results.append(
+                (f"ingest, {args.days} days in one run",
+                 f"{many['seconds']:.0f} s, {many['rows'] / many['seconds']:,.0f} rows/s, "
+                 f"{many['requests']} requests, peak RSS {many['peak_rss_mb']:.0f} MiB")
+            )  # fmt: skip
+            engine = engine_for(url)
+            for days in (1, args.days):
+                began = time.perf_counter()
+                price_usage(engine, FIRST_DAY, FIRST_DAY + dt.timedelta(days=days),
+                            PricingInputs(None))  # fmt: skip
+                results.append(
+                    (f"cost attribution, {days} day(s)", f"{time.perf_counter() - began:.1f} s")
+                )
+        finally:
+            simulator.terminate()
+            embedded_db.stop(server)
+    width = max(len(name) for name, _ in results)
+    print(f"\nusage_assets benchmark: {args.groups:,} groups x 24 hours, {os.cpu_count()} CPUs")
+    for name, value in results:
+        print(f"{name:<{width}}  {value}")
+    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"(this benchmark process itself peaked at {own_rss} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
