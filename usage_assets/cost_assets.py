@@ -1,7 +1,7 @@
 """Cost attribution assets: priced usage per project and model, and a per-project rollup."""
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -22,7 +22,7 @@ from usage_assets.cost_attribution import (
     summarize_costs,
     unpriced_usage,
 )
-from usage_assets.models import SCHEMA, ProjectDailyCost, ProjectDailyCostSummary
+from usage_assets.models import SCHEMA, Base, ProjectDailyCost, ProjectDailyCostSummary
 from usage_assets.partitions import daily_utc_partitions
 from usage_assets.policies import (
     DAILY_FRESHNESS,
@@ -34,8 +34,6 @@ from usage_assets.policies import (
 from usage_assets.resources import PricingResource, UsageDatabase
 from usage_assets.table_schema import column_schema
 
-COSTS_TABLE = f"{SCHEMA}.{ProjectDailyCost.__tablename__}"
-SUMMARY_TABLE = f"{SCHEMA}.{ProjectDailyCostSummary.__tablename__}"
 GROUP = "cost_attribution"
 ONE_DAY = dt.timedelta(days=1)
 #: Recompute a partition whenever its upstream partition is re-materialized (a backfill, a
@@ -58,6 +56,26 @@ def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(name, asset=asset, description=description)
 
 
+def cost_table_asset(
+    table: type[Base], **options: Any
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """`@dg.asset` for a daily-partitioned table computed in PostgreSQL from other tables."""
+    return policies.asset(
+        partitions_def=daily_utc_partitions,
+        backfill_policy=RANGE_BACKFILL,
+        freshness_policy=DAILY_FRESHNESS,
+        group_name=GROUP,
+        kinds={"postgres", "sql"},
+        owners=[OWNER],
+        automation_condition=FOLLOW_UPSTREAM,
+        metadata={
+            "dagster/table_name": f"{SCHEMA}.{table.__tablename__}",
+            "dagster/column_schema": column_schema(table.__table__),
+        },
+        **options,
+    )
+
+
 class CostAttributionConfig(dg.Config):
     reprice: bool = Field(
         default=False,
@@ -68,20 +86,10 @@ class CostAttributionConfig(dg.Config):
     )
 
 
-@policies.asset(
+@cost_table_asset(
+    ProjectDailyCost,
     name="project_daily_costs",
-    partitions_def=daily_utc_partitions,
-    backfill_policy=RANGE_BACKFILL,
-    freshness_policy=DAILY_FRESHNESS,
     deps=[completions_usage_hourly],
-    group_name=GROUP,
-    kinds={"postgres", "sql"},
-    owners=[OWNER],
-    automation_condition=FOLLOW_UPSTREAM,
-    metadata={
-        "dagster/table_name": COSTS_TABLE,
-        "dagster/column_schema": column_schema(ProjectDailyCost.__table__),
-    },
     check_specs=[
         _check(
             "tokens_match_usage",
@@ -202,20 +210,10 @@ def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCh
     ]
 
 
-@policies.asset(
+@cost_table_asset(
+    ProjectDailyCostSummary,
     name="project_daily_cost_summary",
-    partitions_def=daily_utc_partitions,
-    backfill_policy=RANGE_BACKFILL,
-    freshness_policy=DAILY_FRESHNESS,
     deps=[project_daily_costs],
-    group_name=GROUP,
-    kinds={"postgres", "sql"},
-    owners=[OWNER],
-    automation_condition=FOLLOW_UPSTREAM,
-    metadata={
-        "dagster/table_name": SUMMARY_TABLE,
-        "dagster/column_schema": column_schema(ProjectDailyCostSummary.__table__),
-    },
     description=(
         "Estimated cost per UTC day and project (sum of priced usage), with the tokens that "
         "could not be priced counted separately. Joined with project names in "
