@@ -89,6 +89,7 @@ GROUP BY usage_date, project_id
 """
 
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(:name), :day)"
+PRICING_WORK_MEM = "256MB"
 
 
 @dataclass
@@ -132,6 +133,8 @@ def price_usage(engine: Engine, first: dt.date, end: dt.date, inputs: PricingInp
         ).scalars()
         sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
         _lock_days(conn, "project_daily_costs", first, end)
+        # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
+        conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
         conn.execute(
             text(
                 f"DELETE FROM {S}.project_daily_costs "

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from usage_assets.admin_api import AdminAPIClient
 from usage_assets.errors import AdminAPIError
+from usage_assets.models import SCHEMA, CompletionsUsageHourly
 from usage_assets.normalize import DayRows, split_by_day
 from usage_assets.storage import LoadInfo, replace_day
 from usage_assets.usage_query import BUCKET_LIMITS, CompletionsUsageQuery
@@ -79,3 +80,7 @@ def ingest_days(
         replace_day(engine, day_rows, info)
         day_rows.release()
         yield day_rows
+    # Fresh planner statistics for the cost SQL that usually follows in the same run (a bulk
+    # load leaves them stale until autovacuum gets round to it).
+    with engine.begin() as conn:
+        conn.execute(text(f"ANALYZE {SCHEMA}.{CompletionsUsageHourly.__tablename__}"))
