@@ -50,8 +50,8 @@ SELECT a.usage_date, a.project_id, a.model, a.batch, a.service_tier, al.model_re
        (mp.price).price_id, a.input_tokens, a.output_tokens, a.num_model_requests,
        {KIND_ARGS},
        a.breakdown_fallback,
-       {S}.estimate_cost_usd(mp.price, {KIND_ARGS}),
-       CASE WHEN {S}.estimate_cost_usd(mp.price, {KIND_ARGS}) IS NULL
+       priced.cost_usd,
+       CASE WHEN priced.cost_usd IS NULL
             THEN coalesce({S}.unpriced_reason(al.model_ref, mp.price, {KIND_ARGS}), 'missing rate')
        END
 FROM a
@@ -72,6 +72,7 @@ LEFT JOIN LATERAL (
              p.effective_from DESC
     LIMIT 1
 ) mp ON true
+CROSS JOIN LATERAL (SELECT {S}.estimate_cost_usd(mp.price, {KIND_ARGS}) AS cost_usd) priced
 """
 
 SUMMARY_SQL = f"""
