@@ -106,3 +106,29 @@ def test_unique_group_treats_nulls_as_equal(engine: Engine) -> None:
 
 def test_every_model_table_lives_in_the_app_schema() -> None:
     assert {table.schema for table in Base.metadata.tables.values()} == {SCHEMA}
+
+
+def test_postgres_14_fallback_keeps_nulls_equal(fresh_url: str) -> None:
+    """PostgreSQL 14 has no NULLS NOT DISTINCT: the migrations build an equivalent unique
+    expression index instead. Exercised here by making the dialect report version 14."""
+    engine = engine_for(fresh_url)
+    with engine.connect():
+        pass  # the dialect learns the real server version on first connect
+    real = engine.dialect.server_version_info
+    engine.dialect.server_version_info = (14, 13)
+    try:
+        migrate(fresh_url)
+    finally:
+        engine.dialect.server_version_info = real
+    with engine.connect() as conn:
+        definition = conn.execute(
+            text(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'openai_usage' "
+                "AND indexname = 'uq_completions_usage_hourly_bucket_group'"
+            )
+        ).scalar_one()
+    assert "coalesce" in definition.lower() and "UNIQUE" in definition
+    _insert(engine, None)
+    _insert(engine, "user-1")
+    with pytest.raises(IntegrityError, match="uq_completions_usage_hourly_bucket_group"):
+        _insert(engine, None)

@@ -37,6 +37,28 @@ OPTIONAL_METRICS = (
 )
 
 
+def unique_nulls_equal(table: str, name: str, columns: list[str]) -> None:
+    """A unique key under which NULLs compare equal (a group with no user is still one group).
+
+    PostgreSQL 15+ says so with NULLS NOT DISTINCT; on PostgreSQL 14 the same rule is a unique
+    index over the columns with NULL mapped to '' (ids and names are never empty strings; the
+    NOT NULL columns stay as they are, their text forms would not be IMMUTABLE).
+    """
+    if op.get_bind().dialect.server_version_info >= (15,):
+        op.create_unique_constraint(
+            name, table, columns, schema="openai_usage", postgresql_nulls_not_distinct=True
+        )
+        return
+    nullable = {
+        c["name"]: c["nullable"]
+        for c in sa.inspect(op.get_bind()).get_columns(table, schema="openai_usage")
+    }
+    keys = ", ".join(
+        f"coalesce({column}::text, '')" if nullable[column] else column for column in columns
+    )
+    op.execute(f"CREATE UNIQUE INDEX {name} ON openai_usage.{table} ({keys})")
+
+
 def upgrade() -> None:
     op.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     op.create_table(
@@ -75,15 +97,13 @@ def upgrade() -> None:
             name=op.f("ck_completions_usage_hourly_nonnegative_totals"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_completions_usage_hourly")),
-        # NULLS NOT DISTINCT: a group with no user (NULL user_id) is still one group.
-        sa.UniqueConstraint(
-            "bucket_start",
-            *DIMENSIONS,
-            name="uq_completions_usage_hourly_bucket_group",
-            postgresql_nulls_not_distinct=True,
-        ),
         schema=SCHEMA,
         comment="OpenAI completions usage, one row per UTC hour and usage group.",
+    )
+    unique_nulls_equal(
+        "completions_usage_hourly",
+        "uq_completions_usage_hourly_bucket_group",
+        ["bucket_start", *DIMENSIONS],
     )
     op.create_index(
         "ix_completions_usage_hourly_project_bucket",
