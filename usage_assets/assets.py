@@ -116,9 +116,7 @@ def completions_usage_hourly(
                     f"{day.day}: wrote {day.row_count:,} rows from {day.bucket_count} hourly "
                     "buckets"
                 )
-                metadata = day_metadata(day) | api.metadata()
-                if not single_day:  # the run's request count is not this day's
-                    del metadata["api_requests"]
+                metadata = day_metadata(day) | api.metadata(include_request_count=single_day)
                 metadata["group_by"] = dg.MetadataValue.text(", ".join(config.group_by))
                 reports.append((day.day, metadata))
             context.log.info(f"{api.client.request_count} Admin API requests for this run")

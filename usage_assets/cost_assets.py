@@ -14,6 +14,7 @@ from usage_assets.cost_attribution import (
     CostTotals,
     PricingInputs,
     cost_totals,
+    days_between,
     kind_mismatches,
     money,
     negative_values,
@@ -133,13 +134,9 @@ def project_daily_costs(
             cost_metadata(cost_totals(engine, day, day + ONE_DAY))
             | {"new_price_rows": report.inserted},
         )
-        for day in days_of(first, end)
+        for day in days_between(first, end)
     ]
     yield from report_days(context, reports, cost_checks(engine, first, end))
-
-
-def days_of(first: dt.date, end: dt.date) -> list[dt.date]:
-    return [first + dt.timedelta(days=i) for i in range((end - first).days)]
 
 
 def cost_metadata(totals: CostTotals) -> dict[str, Any]:
@@ -228,7 +225,7 @@ def project_daily_cost_summary(
         engine = usage_db.engine()
     summarize_costs(engine, first, end)
     reports = []
-    for day in days_of(first, end):
+    for day in days_between(first, end):
         totals = cost_totals(engine, day, day + ONE_DAY)
         reports.append(
             (

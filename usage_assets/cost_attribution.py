@@ -99,7 +99,8 @@ class PricingInputs:
     reprice: bool = False
 
 
-def _days(first: dt.date, end: dt.date) -> list[dt.date]:
+def days_between(first: dt.date, end: dt.date) -> list[dt.date]:
+    """The UTC days of [first, end)."""
     return [first + dt.timedelta(days=i) for i in range((end - first).days)]
 
 
@@ -113,7 +114,7 @@ def _bounds(first: dt.date, end: dt.date) -> dict[str, Any]:
 
 
 def _lock_days(conn: Connection, table: str, first: dt.date, end: dt.date) -> None:
-    for day in _days(first, end):
+    for day in days_between(first, end):
         conn.execute(text(_LOCK_SQL), {"name": table, "day": day.toordinal()})
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pwd
 import socket
 import subprocess
 import time
@@ -217,11 +216,3 @@ def stop(server: EmbeddedServer | None = None) -> bool:
 
 def is_running(server: EmbeddedServer | None = None) -> bool:
     return _running_info(server or default_server()) is not None
-
-
-def system_user_exists() -> bool:
-    try:
-        pwd.getpwnam(SYSTEM_USER_WHEN_ROOT)
-    except KeyError:
-        return False
-    return True

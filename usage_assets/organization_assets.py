@@ -238,9 +238,7 @@ def costs_daily(
         engine = usage_db.engine()  # schema checked before anything is fetched
         with openai_admin.connect(context.log) as api:
             days = fetch_cost_days(api.client, first_day, end_day)
-            source = api.metadata()
-    if not single_day:  # the run's request count is not one day's
-        del source["api_requests"]
+            source = api.metadata(include_request_count=single_day)
     names = _project_names(engine)
     reports = []
     for day in days:
@@ -389,7 +387,7 @@ def openai_projects(
     engine = usage_db.engine()
     with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
         rows = fetch_projects(api.client)
-        metadata = api.metadata()
+        metadata = api.metadata(include_request_count=True)
     replace_table(engine, Project, rows)
     archived = sum(1 for row in rows if row["status"] == "archived")
     context.log.info(f"wrote {len(rows)} projects ({archived} archived)")
@@ -416,7 +414,7 @@ def openai_users(
     engine = usage_db.engine()
     with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
         rows = fetch_users(api.client)
-        metadata = api.metadata()
+        metadata = api.metadata(include_request_count=True)
     replace_table(engine, User, rows)
     context.log.info(f"wrote {len(rows)} users")
     metadata.update(_names_metadata(USERS_TABLE, len(rows)))
@@ -446,7 +444,7 @@ def openai_api_keys(
         # that exists now, even when that table is stale.
         projects = fetch_projects(api.client)
         rows = fetch_api_keys(api.client, [project["id"] for project in projects])
-        metadata = api.metadata()
+        metadata = api.metadata(include_request_count=True)
     replace_table(engine, ApiKey, rows)
     context.log.info(f"wrote {len(rows)} API keys of {len(projects)} projects")
     metadata.update(_names_metadata(API_KEYS_TABLE, len(rows)))

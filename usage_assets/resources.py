@@ -34,17 +34,20 @@ class AdminAPIConnection:
     def source_url(self) -> str:
         return "simulator" if self.simulated else self.client.base_url
 
-    def metadata(self) -> dict[str, dg.MetadataValue]:
-        """Where the data came from, loudly when it is the simulator; and what it cost in calls."""
-        return {
+    def metadata(self, *, include_request_count: bool) -> dict[str, dg.MetadataValue]:
+        """Where the data came from, loudly when it is the simulator; and what it cost in calls,
+        where that is true of what is reported (a range run's total is not any one day's)."""
+        metadata: dict[str, dg.MetadataValue] = {
             "simulated": dg.MetadataValue.bool(self.simulated),
             "data_source": dg.MetadataValue.text(
                 "SIMULATED demo organization (no OPENAI_ADMIN_KEY)"
                 if self.simulated
                 else self.source_url
             ),
-            "api_requests": dg.MetadataValue.int(self.client.request_count),
         }
+        if include_request_count:
+            metadata["api_requests"] = dg.MetadataValue.int(self.client.request_count)
+        return metadata
 
 
 class OpenAIAdminResource(dg.ConfigurableResource):  # type: ignore[type-arg]
