@@ -1,10 +1,12 @@
-"""Benchmark: ingest and pricing of a large organization on this machine. Prints a table.
+"""Benchmark: ingest and pricing of a large organization, and a year's backfill. Prints a table.
 
-    .venv/bin/python benchmarks/bench.py [--groups 10000] [--days 30]
+    make bench    # = .venv/bin/python benchmarks/bench.py [--groups 10000] [--days 30]
 
 A throwaway embedded PostgreSQL and the simulator (in its own process, serving `--groups`
 usage groups with usage every hour) on loopback. Each ingest runs in a fresh process so its
-peak RSS is its own. Not a test: it measures, it does not assert.
+peak RSS is its own. The backfill runs the `usage_daily_job` through Dagster on the default
+simulated organization, once as 31-day range runs and once as one run per partition. Not a
+test: it measures, it does not assert.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -30,8 +33,11 @@ from usage_assets import embedded_db
 from usage_assets.admin_api import AdminAPIClient
 from usage_assets.cost_attribution import PricingInputs, price_usage
 from usage_assets.database import engine_for, migrate
-from usage_assets.ingest import fetch_days, usage_query_for_days
+from usage_assets.ingest import usage_query_for_days
 from usage_assets.models import USAGE_COPY_COLUMNS, CompletionsUsageHourly
+from usage_assets.normalize import split_by_day
+from usage_assets.policies import MAX_DAYS_PER_RUN
+from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.storage import _COPY_SQL
 from usage_assets.usage_query import COMPLETIONS_USAGE_PATH
 
@@ -39,7 +45,8 @@ FIRST_DAY = dt.date(2025, 10, 1)
 GROUP_BY = ["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source"]
 
 INGEST_CHILD = """
-import datetime as dt, json, resource, sys, time
+import datetime as dt, json, sys, time
+from sqlalchemy import text
 from usage_assets.admin_api import AdminAPIClient
 from usage_assets.database import engine_for
 from usage_assets.ingest import ingest_days
@@ -48,13 +55,21 @@ url, base, days = sys.argv[1], sys.argv[2], int(sys.argv[4])
 first = dt.date.fromisoformat(sys.argv[3])
 group_by = json.loads(sys.argv[5])
 client = AdminAPIClient(base, None)
+engine = engine_for(url)
+with engine.connect() as conn:  # the pool's connection exists before the baseline is taken
+    conn.execute(text("SELECT 1"))
 info = LoadInfo(group_by=group_by, simulated=True, source_url="bench", dagster_run_id=None)
+def status_mb(field):  # this process's own memory (ru_maxrss would include the parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+baseline = status_mb("VmRSS")
 began = time.perf_counter()
-rows = sum(d.row_count for d in ingest_days(client, engine_for(url), first,
+rows = sum(d.row_count for d in ingest_days(client, engine, first,
            first + dt.timedelta(days=days), group_by, info))
 print(json.dumps({"rows": rows, "seconds": time.perf_counter() - began,
-                  "requests": client.request_count,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "requests": client.request_count, "baseline_rss_mb": baseline,
+                  "peak_rss_mb": status_mb("VmHWM")}))
 """
 
 
@@ -96,8 +111,9 @@ def largest_page_mb(base: str, day: dt.date) -> float:
 
 
 def day_rows(base: str, day: dt.date) -> list[tuple[Any, ...]]:
-    [rows] = list(fetch_days(AdminAPIClient(base, None), day, day + dt.timedelta(days=1), GROUP_BY))
-    return rows.rows
+    query = usage_query_for_days(day, day + dt.timedelta(days=1), GROUP_BY)
+    buckets = AdminAPIClient(base, None).iter_usage_buckets(query)
+    return [row for _, rows in split_by_day(buckets) for row in rows]
 
 
 def orm_loop(url: str, rows: list[tuple[Any, ...]]) -> float:
@@ -132,12 +148,66 @@ def raw_copy(url: str, rows: list[tuple[Any, ...]]) -> float:
     return time.perf_counter() - began
 
 
+BACKFILL_FIRST = dt.date(2025, 1, 1)
+CONTENT_HASH = """
+SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
+    SELECT bucket_start, project_id, user_id, api_key_id, model, batch, service_tier,
+           api_source, input_tokens, output_tokens, num_model_requests
+    FROM openai_usage.completions_usage_hourly
+    UNION ALL
+    SELECT usage_date, project_id, model, NULL, NULL, NULL, NULL, NULL, input_tokens,
+           output_tokens, (estimated_cost_usd * 1e6)::bigint
+    FROM openai_usage.project_daily_costs) AS t
+"""
+
+
+def backfill(
+    server: embedded_db.EmbeddedServer, tmp: Path, days: int, per_run: int
+) -> dict[str, Any]:
+    """`usage-backfill` of `days` days in runs of `per_run` days, on a fresh database and
+    DAGSTER_HOME, against an in-process simulator of the default organization."""
+    name = f"backfill_{per_run}"
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.url(database=name)
+    migrate(url)
+    home = tmp / f"dagster_home_{per_run}"
+    home.mkdir()
+    last = BACKFILL_FIRST + dt.timedelta(days=days - 1)
+    with SimulatedAdminAPI(required_key="sk-admin-bench") as sim:
+        env = os.environ | {
+            "USAGE_DATABASE_URL": url, "DAGSTER_HOME": str(home), "OPENAI_BASE_URL": sim.base_url,
+            "OPENAI_ADMIN_KEY": "sk-admin-bench", "USAGE_START_DATE": BACKFILL_FIRST.isoformat(),
+            "USAGE_STEP_RETRIES": "0",
+        }  # fmt: skip
+        began = time.perf_counter()
+        subprocess.run(
+            [str(Path(sys.executable).parent / "usage-backfill"), BACKFILL_FIRST.isoformat(),
+             last.isoformat(), "--days-per-run", str(per_run)],
+            env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        seconds = time.perf_counter() - began
+        requests_made, usage_requests = len(sim.requests), sim.usage_requests()
+    with engine_for(url).connect() as conn:
+        content = conn.execute(text(CONTENT_HASH)).scalar()
+    return {
+        "seconds": seconds,
+        "runs": -(-days // per_run),
+        "requests": requests_made,
+        "usage_requests": usage_requests,
+        "content": content,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument(
         "--orm-rows", type=int, default=50_000, help="rows for the naive ORM loop (it is slow)"
+    )
+    parser.add_argument(
+        "--backfill-days", type=int, default=365, help="days of the Dagster backfill; 0 skips it"
     )
     args = parser.parse_args()
     results: list[tuple[str, str]] = []
@@ -151,13 +221,19 @@ def main() -> int:
             page_mb = largest_page_mb(base, FIRST_DAY)
             one = ingest(url, base, FIRST_DAY, 1)
             rate = one["rows"] / one["seconds"]
+            data_mb = one["peak_rss_mb"] - one["baseline_rss_mb"]
             results += [
                 ("rows in one day", f"{one['rows']:,}"),
                 ("ingest, one day (fetch, parse, validate, write)", f"{one['seconds']:.1f} s"),
                 ("ingest rate", f"{rate:,.0f} rows/s"),
                 ("ingest peak RSS", f"{one['peak_rss_mb']:.0f} MiB"),
+                (
+                    "  of which interpreter, libraries, connection",
+                    f"{one['baseline_rss_mb']:.0f} MiB",
+                ),
+                ("  of which data (peak minus that baseline)", f"{data_mb:.0f} MiB"),
                 ("largest page JSON", f"{page_mb:.1f} MiB"),
-                ("peak RSS / largest page", f"{one['peak_rss_mb'] / page_mb:.1f}x"),
+                ("data RSS / largest page", f"{data_mb / page_mb:.1f}x"),
             ]
             rows = day_rows(base, FIRST_DAY)
             copy_seconds = raw_copy(url, rows)
@@ -186,6 +262,21 @@ def main() -> int:
                 results.append(
                     (f"cost attribution, {days} day(s)", f"{time.perf_counter() - began:.1f} s")
                 )
+            simulator.terminate()
+            if args.backfill_days:
+                ranged = backfill(server, Path(tmp), args.backfill_days, MAX_DAYS_PER_RUN)
+                single = backfill(server, Path(tmp), args.backfill_days, 1)
+                for label, run in (("range runs", ranged), ("one run per partition", single)):
+                    results.append(
+                        (f"backfill {args.backfill_days} days, {label}",
+                         f"{run['seconds']:.0f} s, {run['runs']} runs, "
+                         f"{run['requests']} HTTP requests ({run['usage_requests']} usage)")
+                    )  # fmt: skip
+                results += [
+                    ("backfill speed-up", f"{single['seconds'] / ranged['seconds']:.1f}x"),
+                    ("both backfills wrote the same rows",
+                     "yes" if ranged["content"] == single["content"] else "NO"),
+                ]  # fmt: skip
         finally:
             simulator.terminate()
             embedded_db.stop(server)

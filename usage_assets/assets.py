@@ -10,7 +10,7 @@ from pydantic import Field
 from usage_assets import policies
 from usage_assets.ingest import ingest_days
 from usage_assets.models import SCHEMA, Base, CompletionsUsageHourly
-from usage_assets.normalize import DayRows
+from usage_assets.normalize import DaySummary
 from usage_assets.partitions import daily_utc_partitions
 from usage_assets.policies import (
     API_STEP_RETRY,
@@ -56,7 +56,7 @@ def admin_api_asset(
     )
 
 
-def day_metadata(day: DayRows) -> dict[str, dg.MetadataValue]:
+def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
     """What a FinOps user wants to see for one landed day."""
     top = sorted(day.tokens_by_project.items(), key=lambda item: item[1], reverse=True)[:10]
     table = "\n".join(

@@ -1,7 +1,8 @@
 """Fetch a range of UTC days from the Usage API and replace each day in PostgreSQL.
 
-Pages are streamed (up to 168 hourly buckets each, the API's maximum); a day is written, in its
-own transaction, as soon as its last bucket has arrived and been validated. A day the API
+Pages are streamed (up to 168 hourly buckets each, the API's maximum) straight into each day's
+COPY, inside that day's own transaction, which commits once the day's last bucket has arrived:
+memory stays at about one page, whatever the size of the day or the range. A day the API
 returns no buckets for is written as empty, so a re-run always converges on the API's answer.
 """
 
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy import Engine, text
 
 from usage_assets.admin_api import AdminAPIClient
 from usage_assets.errors import AdminAPIError
 from usage_assets.models import SCHEMA, CompletionsUsageHourly
-from usage_assets.normalize import DayRows, split_by_day
+from usage_assets.normalize import DaySummary, split_by_day
 from usage_assets.storage import LoadInfo, replace_day
 from usage_assets.usage_query import BUCKET_LIMITS, CompletionsUsageQuery
 
@@ -39,20 +41,10 @@ def usage_query_for_days(
     )
 
 
-def fetch_days(
-    client: AdminAPIClient, first_day: dt.date, end_day: dt.date, group_by: Sequence[str]
-) -> Iterator[DayRows]:
-    """Every day of [first_day, end_day) in order, each complete and validated."""
-    query = usage_query_for_days(first_day, end_day, group_by)
-    expected = first_day
+@contextmanager
+def _explain_group_by_rejection(group_by: Sequence[str]) -> Iterator[None]:
     try:
-        for day_rows in split_by_day(client.iter_completions_usage(query)):
-            while expected < day_rows.day:
-                yield DayRows(expected)
-                expected += dt.timedelta(days=1)
-            expected = day_rows.day + dt.timedelta(days=1)
-            yield day_rows
-            del day_rows  # not kept alive while the next day is fetched
+        yield
     except AdminAPIError as exc:
         if exc.status == 400 and "group_by" in str(exc):
             raise AdminAPIError(
@@ -62,9 +54,6 @@ def fetch_days(
                 code=exc.code,
             ) from None
         raise
-    while expected < end_day:
-        yield DayRows(expected)
-        expected += dt.timedelta(days=1)
 
 
 def ingest_days(
@@ -74,13 +63,30 @@ def ingest_days(
     end_day: dt.date,
     group_by: Sequence[str],
     info: LoadInfo,
-) -> Iterator[DayRows]:
-    """Fetch and write each day; yields each day (totals only, rows released) once committed."""
-    for day_rows in fetch_days(client, first_day, end_day, group_by):
-        replace_day(engine, day_rows, info)
-        day_rows.release()
-        yield day_rows
+) -> Iterator[DaySummary]:
+    """Fetch and write every day of [first_day, end_day) in order; yields each day's summary
+    once its transaction has committed."""
+    query = usage_query_for_days(first_day, end_day, group_by)
+    expected = first_day
+    with _explain_group_by_rejection(group_by):
+        for summary, rows in split_by_day(client.iter_usage_buckets(query)):
+            while expected < summary.day:
+                yield _write_empty(engine, expected, info)
+                expected += dt.timedelta(days=1)
+            replace_day(engine, summary, rows, info)
+            expected = summary.day + dt.timedelta(days=1)
+            yield summary
+    while expected < end_day:
+        yield _write_empty(engine, expected, info)
+        expected += dt.timedelta(days=1)
     # Fresh planner statistics for the cost SQL that usually follows in the same run (a bulk
     # load leaves them stale until autovacuum gets round to it).
     with engine.begin() as conn:
         conn.execute(text(f"ANALYZE {SCHEMA}.{CompletionsUsageHourly.__tablename__}"))
+
+
+def _write_empty(engine: Engine, day: dt.date, info: LoadInfo) -> DaySummary:
+    """A day the API has no buckets for is written as empty, so a re-run converges on it."""
+    summary = DaySummary(day)
+    replace_day(engine, summary, (), info)
+    return summary

@@ -1,138 +1,179 @@
 """Turn API result objects into table rows, refusing payloads that drifted from the contract.
 
-Every check runs before the first write: a wrong type, a negative count or a group listed twice
-names the bucket and field and fails the partition with the previous data untouched. Fields the
-API adds tomorrow are not an error: they stay in the `result` JSON column.
+Rows are produced one at a time, as the pages arrive, so a day of any size is never held in
+memory: the caller streams them into the day's COPY. A wrong type, a negative count or a bucket
+outside its day raises PayloadError naming the bucket and field, which rolls the day's
+transaction back with the previous rows untouched. A group listed twice in one bucket is caught
+by the table's unique key in the same transaction (see `storage.replace_day`). Fields the API
+adds tomorrow are not an error: they stay in the `result` JSON column.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from usage_assets.admin_api import UsageBucket
 from usage_assets.errors import PayloadError
-from usage_assets.models import DIMENSIONS, OPTIONAL_METRICS, REQUIRED_METRICS
+from usage_assets.models import DIMENSIONS, METRICS, OPTIONAL_METRICS, REQUIRED_METRICS
 
 RESULT_OBJECT = "organization.usage.completions.result"
 
 #: One row in `models.USAGE_COPY_COLUMNS` order.
 UsageRow = tuple[Any, ...]
 
+_BATCH_AT = DIMENSIONS.index("batch")
+_REQUIRED = len(REQUIRED_METRICS)
+#: The `result` column: compact, and non-ASCII kept as is (the C encoder, built once).
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 def _utc(seconds: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
-def _count(result: dict[str, Any], name: str, where: str, *, required: bool) -> int | None:
+def bucket_day(bucket: UsageBucket) -> dt.date:
+    return _utc(bucket.start_time).date()
+
+
+def _is_valid(kind: Any, dims: list[Any], metrics: list[Any]) -> bool:
+    """The fast check every row passes; `_refuse` explains a failure in detail."""
+    if kind != RESULT_OBJECT:
+        return False
+    for at, value in enumerate(dims):
+        if value is not None and type(value) is not (bool if at == _BATCH_AT else str):
+            return False
+    for at, value in enumerate(metrics):
+        if value is None:
+            if at < _REQUIRED:
+                return False
+        elif type(value) is not int or value < 0:
+            return False
+    return True
+
+
+def _count(result: dict[str, Any], name: str, where: str, *, required: bool) -> None:
     value = result.get(name)
     if value is None:
         if required:
             raise PayloadError(f"{where}: required field {name!r} is missing or null")
-        return None
+        return
     if isinstance(value, bool) or not isinstance(value, int):
         raise PayloadError(f"{where}: {name}={value!r} is not an integer token count")
     if value < 0:
         raise PayloadError(f"{where}: {name}={value} is negative")
-    return value
+
+
+def _refuse(result: Any, bucket: UsageBucket, index: int) -> PayloadError:
+    """The PayloadError for a result that failed `_is_valid`, naming the bucket and field."""
+    where = f"usage bucket {_utc(bucket.start_time).isoformat()} result #{index}"
+    if not isinstance(result, dict):
+        return PayloadError(f"{where} is a {type(result).__name__}, expected an object")
+    kind = result.get("object", RESULT_OBJECT)
+    if kind != RESULT_OBJECT:
+        return PayloadError(f"{where}: object={kind!r}, expected {RESULT_OBJECT!r}")
+    try:
+        for name in DIMENSIONS:
+            value = result.get(name)
+            if name == "batch":
+                if value is not None and not isinstance(value, bool):
+                    raise PayloadError(f"{where}: batch={value!r} is not a boolean")
+            elif value is not None and not isinstance(value, str):
+                raise PayloadError(f"{where}: {name}={value!r} is not a string")
+        for name in REQUIRED_METRICS:
+            _count(result, name, where, required=True)
+        for name in OPTIONAL_METRICS:
+            _count(result, name, where, required=False)
+    except PayloadError as exc:
+        return exc
+    return PayloadError(f"{where} is not a valid usage result")  # pragma: no cover
 
 
 def normalize_result(result: Any, bucket: UsageBucket, index: int) -> UsageRow:
     """One result object as a row; raises PayloadError naming the bucket and field."""
-    where = f"usage bucket {_utc(bucket.start_time).isoformat()} result #{index}"
-    if not isinstance(result, dict):
-        raise PayloadError(f"{where} is a {type(result).__name__}, expected an object")
-    kind = result.get("object", RESULT_OBJECT)
-    if kind != RESULT_OBJECT:
-        raise PayloadError(f"{where}: object={kind!r}, expected {RESULT_OBJECT!r}")
-    dims: list[Any] = []
-    for name in DIMENSIONS:
-        value = result.get(name)
-        if name == "batch":
-            if value is not None and not isinstance(value, bool):
-                raise PayloadError(f"{where}: batch={value!r} is not a boolean")
-        elif value is not None and not isinstance(value, str):
-            raise PayloadError(f"{where}: {name}={value!r} is not a string")
-        dims.append(value)
-    metrics = [_count(result, name, where, required=True) for name in REQUIRED_METRICS]
-    metrics += [_count(result, name, where, required=False) for name in OPTIONAL_METRICS]
-    return (
-        _utc(bucket.start_time),
-        _utc(bucket.end_time),
-        *dims,
-        *metrics,
-        json.dumps(result, separators=(",", ":"), ensure_ascii=False),
-    )
+    return next(_rows(bucket, [result], index))
+
+
+def _rows(bucket: UsageBucket, results: Iterable[Any], first_index: int = 0) -> Iterator[UsageRow]:
+    start, end = _utc(bucket.start_time), _utc(bucket.end_time)
+    for index, result in enumerate(results, first_index):
+        if type(result) is dict:
+            get = result.get
+            dims = [get(name) for name in DIMENSIONS]
+            metrics = [get(name) for name in METRICS]
+            if _is_valid(get("object", RESULT_OBJECT), dims, metrics):
+                yield (start, end, *dims, *metrics, _to_json(result))
+                continue
+        raise _refuse(result, bucket, index)
 
 
 @dataclass
-class DayRows:
-    """Rows of one UTC day, plus the totals its metadata reports."""
+class DaySummary:
+    """One UTC day's totals, counted while its rows stream past: what its metadata reports."""
 
     day: dt.date
-    rows: list[UsageRow] = field(default_factory=list)
+    row_count: int = 0
     bucket_count: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     num_model_requests: int = 0
     tokens_by_project: dict[str | None, int] = field(default_factory=dict)
-    _groups: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
-    _released: int = field(default=0, repr=False)
+    _last_start: int | None = field(default=None, repr=False)
 
-    @property
-    def row_count(self) -> int:
-        """Rows of the day, including those already released after writing."""
-        return self._released + len(self.rows)
+    def rows(self, buckets: Iterable[UsageBucket]) -> Iterator[UsageRow]:
+        """Validated rows of the day's buckets, in order; a bucket split across pages may come
+        as several consecutive parts and counts once."""
+        project_at, first_metric = 2, 2 + len(DIMENSIONS)  # after bucket_start, bucket_end
+        by_project = self.tokens_by_project
+        for bucket in buckets:
+            self._admit(bucket)
+            for row in _rows(bucket, bucket.take_results()):
+                inp, out, requests = row[first_metric : first_metric + 3]
+                self.row_count += 1
+                self.input_tokens += inp
+                self.output_tokens += out
+                self.num_model_requests += requests
+                project = row[project_at]
+                by_project[project] = by_project.get(project, 0) + inp + out
+                yield row
 
-    def release(self) -> None:
-        """Drop the rows once written, keeping the totals: a range run holds one day at most."""
-        self._released += len(self.rows)
-        self.rows = []
-        self._groups = set()
-
-    def add_bucket(self, bucket: UsageBucket) -> None:
+    def _admit(self, bucket: UsageBucket) -> None:
         start = _utc(bucket.start_time)
         if start.date() != self.day or _utc(bucket.end_time - 1).date() != self.day:
             raise PayloadError(
                 f"usage bucket {start.isoformat()}..{_utc(bucket.end_time).isoformat()} "
                 f"does not lie inside UTC day {self.day}"
             )
-        self.bucket_count += 1
-        project_at = 2  # after bucket_start, bucket_end
-        first_metric = 2 + len(DIMENSIONS)
-        for index, result in enumerate(bucket.results):
-            row = normalize_result(result, bucket, index)
-            group = (bucket.start_time, *row[2:first_metric])
-            if group in self._groups:
-                raise PayloadError(
-                    f"usage bucket {start.isoformat()} lists the group "
-                    f"{dict(zip(DIMENSIONS, group[1:], strict=True))} twice"
-                )
-            self._groups.add(group)
-            self.rows.append(row)
-            inp, out, req = row[first_metric : first_metric + 3]
-            self.input_tokens += inp
-            self.output_tokens += out
-            self.num_model_requests += req
-            project = row[project_at]
-            self.tokens_by_project[project] = self.tokens_by_project.get(project, 0) + inp + out
+        if bucket.start_time != self._last_start:
+            self.bucket_count += 1
+            self._last_start = bucket.start_time
 
 
-def split_by_day(buckets: Iterable[UsageBucket]) -> Iterable[DayRows]:
-    """Group time-ordered buckets into whole UTC days, yielding each day once it is complete."""
-    current: DayRows | None = None
+def in_time_order(buckets: Iterable[UsageBucket]) -> Iterator[UsageBucket]:
+    """Pass buckets through, refusing one that starts before its predecessor."""
+    previous: int | None = None
     for bucket in buckets:
-        day = _utc(bucket.start_time).date()
-        if current is not None and day != current.day:
-            if day < current.day:
-                raise PayloadError(f"usage buckets went back in time from {current.day} to {day}")
-            yield current
-            current = None
-        if current is None:
-            current = DayRows(day)
-        current.add_bucket(bucket)
-    if current is not None:
-        yield current
+        if previous is not None and bucket.start_time < previous:
+            raise PayloadError(
+                f"usage buckets went back in time from {_utc(previous).isoformat()} to "
+                f"{_utc(bucket.start_time).isoformat()}"
+            )
+        previous = bucket.start_time
+        yield bucket
+
+
+def split_by_day(
+    buckets: Iterable[UsageBucket],
+) -> Iterator[tuple[DaySummary, Iterator[UsageRow]]]:
+    """Each UTC day of time-ordered buckets, as its summary and a lazy stream of its rows.
+
+    Consume a day's rows before asking for the next day: the summary is complete once they
+    are exhausted, and nothing but the current bucket is held.
+    """
+    for day, day_buckets in itertools.groupby(in_time_order(buckets), key=bucket_day):
+        summary = DaySummary(day)
+        yield summary, summary.rows(day_buckets)

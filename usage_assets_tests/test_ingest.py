@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 
 from usage_assets.assets import completions_usage_hourly
 from usage_assets.errors import ConfigurationError
-from usage_assets.normalize import DayRows
+from usage_assets.normalize import DaySummary, UsageRow, split_by_day
 from usage_assets.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
@@ -318,26 +318,27 @@ def test_no_key_runs_on_the_built_in_simulator_and_says_so(
         assert conn.execute(text("SELECT simulated FROM openai_usage.usage_loads")).scalar() is True
 
 
-def _day_rows(day: dt.date, engine: Engine) -> DayRows:
+def _day_rows(day: dt.date) -> list[UsageRow]:
     """Rows of `day` from the simulator, built through the real client."""
     from usage_assets.admin_api import AdminAPIClient
-    from usage_assets.ingest import fetch_days
+    from usage_assets.ingest import usage_query_for_days
 
+    query = usage_query_for_days(day, day + dt.timedelta(days=1), ["project_id", "model"])
     with SimulatedAdminAPI() as sim:
         client = AdminAPIClient(sim.base_url, None)
-        [rows] = list(fetch_days(client, day, day + dt.timedelta(days=1), ["project_id", "model"]))
+        [(_, rows)] = [(s, list(r)) for s, r in split_by_day(client.iter_usage_buckets(query))]
     return rows
 
 
 def test_failure_mid_write_rolls_back_to_previous_rows(engine: Engine) -> None:
     day = dt.date(2025, 11, 20)
-    rows = _day_rows(day, engine)
+    rows = _day_rows(day)
     info = LoadInfo(
         group_by=["project_id", "model"], simulated=True, source_url="test", dagster_run_id=None
     )
-    replace_day(engine, rows, info)
+    replace_day(engine, DaySummary(day), rows, info)
     good = table_rows(engine)
-    assert len(good) == len(rows.rows) > 10
+    assert len(good) == len(rows) > 10
 
     # A trigger that fails the COPY part-way through: half the day is already inserted.
     with engine.begin() as conn:
@@ -358,7 +359,7 @@ def test_failure_mid_write_rolls_back_to_previous_rows(engine: Engine) -> None:
         )
     try:
         with pytest.raises(Exception, match="injected failure mid-write"):
-            replace_day(engine, rows, info)
+            replace_day(engine, DaySummary(day), rows, info)
     finally:
         with engine.begin() as conn:
             conn.execute(
@@ -370,7 +371,7 @@ def test_failure_mid_write_rolls_back_to_previous_rows(engine: Engine) -> None:
 
 def test_concurrent_writes_of_one_day_do_not_collide(engine: Engine) -> None:
     day = dt.date(2025, 11, 20)
-    rows = _day_rows(day, engine)
+    rows = _day_rows(day)
     info = LoadInfo(
         group_by=["project_id", "model"], simulated=True, source_url="test", dagster_run_id=None
     )
@@ -378,7 +379,7 @@ def test_concurrent_writes_of_one_day_do_not_collide(engine: Engine) -> None:
 
     def write() -> None:
         try:
-            replace_day(engine, rows, info)
+            replace_day(engine, DaySummary(day), rows, info)
         except BaseException as exc:  # collected for the assertion below
             errors.append(exc)
 
@@ -388,4 +389,4 @@ def test_concurrent_writes_of_one_day_do_not_collide(engine: Engine) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert len(table_rows(engine)) == len(rows.rows)
+    assert len(table_rows(engine)) == len(rows)

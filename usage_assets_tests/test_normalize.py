@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
 
 from usage_assets.admin_api import AdminAPIClient, RetrySettings, UsageBucket
 from usage_assets.errors import PayloadError
@@ -22,9 +23,10 @@ from usage_assets.models import (
     REQUIRED_METRICS,
     USAGE_COPY_COLUMNS,
 )
-from usage_assets.normalize import DayRows, normalize_result, split_by_day
+from usage_assets.normalize import DaySummary, UsageRow, normalize_result, split_by_day
 from usage_assets.simulator.organization import LEGACY_METRICS, SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
+from usage_assets.storage import LoadInfo, replace_day
 from usage_assets.usage_query import GROUP_BY_FIELDS, CompletionsUsageQuery
 
 HOUR = 3600
@@ -151,9 +153,9 @@ def test_extra_fields_from_the_simulator_survive() -> None:
     org = SyntheticOrganization(extra_result_fields={"input_video_tokens": 5})
     (bucket,) = org_buckets(org, DAY + 12 * HOUR, 1)
     assert bucket.results
-    day = DayRows(DAY_DATE)
-    day.add_bucket(bucket)
-    for row in day.rows:
+    rows = list(DaySummary(DAY_DATE).rows([bucket]))
+    assert rows
+    for row in rows:
         assert json.loads(as_record(row)["result"])["input_video_tokens"] == 5
 
 
@@ -241,7 +243,27 @@ def test_result_that_is_not_an_object_is_refused(result: Any) -> None:
         normalize_result(result, BUCKET, 0)
 
 
-# ---------------------------------------------------------------------------- DayRows
+# ---------------------------------------------------------------------------- DaySummary
+
+
+def summarize(day: dt.date, *buckets: UsageBucket) -> tuple[DaySummary, list[UsageRow]]:
+    summary = DaySummary(day)
+    return summary, list(summary.rows(buckets))
+
+
+def write_day(
+    engine: Engine, *buckets: UsageBucket, day: dt.date = DAY_DATE
+) -> tuple[DaySummary, int]:
+    summary = DaySummary(day)
+    info = LoadInfo(group_by=DIMENSIONS, simulated=True, source_url="t", dagster_run_id=None)
+    return summary, replace_day(engine, summary, summary.rows(buckets), info)
+
+
+def stored_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(text("SELECT * FROM openai_usage.completions_usage_hourly ORDER BY 1, 3"))
+        )
 
 
 @pytest.mark.parametrize(
@@ -254,23 +276,33 @@ def test_result_that_is_not_an_object_is_refused(result: Any) -> None:
         (DAY - 30 * DAY_SECONDS, DAY - 30 * DAY_SECONDS + HOUR),
     ],
 )
-def test_day_rows_rejects_buckets_outside_the_day(start: int, end: int) -> None:
-    day = DayRows(DAY_DATE)
+def test_day_summary_rejects_buckets_outside_the_day(start: int, end: int) -> None:
+    summary = DaySummary(DAY_DATE)
+    rows = summary.rows([UsageBucket(start, end, [sample_result()])])
     with pytest.raises(PayloadError, match=str(DAY_DATE)):
-        day.add_bucket(UsageBucket(start, end, [sample_result()]))
-    assert day.rows == []
-    assert day.input_tokens == 0
+        next(rows)
+    assert summary.row_count == 0
+    assert summary.input_tokens == 0
 
 
 @pytest.mark.parametrize(
     ("start", "end"),
     [(DAY, DAY + HOUR), (DAY + 23 * HOUR, DAY + DAY_SECONDS), (DAY, DAY + DAY_SECONDS)],
 )
-def test_day_rows_accepts_buckets_at_the_edges_of_the_day(start: int, end: int) -> None:
-    day = DayRows(DAY_DATE)
-    day.add_bucket(UsageBucket(start, end, [sample_result()]))
-    assert len(day.rows) == 1
-    assert day.bucket_count == 1
+def test_day_summary_accepts_buckets_at_the_edges_of_the_day(start: int, end: int) -> None:
+    summary, rows = summarize(DAY_DATE, UsageBucket(start, end, [sample_result()]))
+    assert len(rows) == summary.row_count == 1
+    assert summary.bucket_count == 1
+
+
+def test_a_bucket_split_across_pages_counts_once() -> None:
+    first = sample_result(project_id="p1")
+    second = sample_result(project_id="p2")
+    summary, rows = summarize(
+        DAY_DATE, hour_bucket(DAY, first), hour_bucket(DAY, second), hour_bucket(DAY + HOUR)
+    )
+    assert [as_record(r)["project_id"] for r in rows] == ["p1", "p2"]
+    assert summary.bucket_count == 2
 
 
 @pytest.mark.parametrize(
@@ -282,19 +314,26 @@ def test_day_rows_accepts_buckets_at_the_edges_of_the_day(start: int, end: int) 
         {"batch": None, "service_tier": None, "api_source": None},
     ],
 )
-def test_day_rows_rejects_a_group_listed_twice(dims: dict[str, Any]) -> None:
+def test_a_group_listed_twice_is_refused_and_the_day_kept(
+    engine: Engine, dims: dict[str, Any]
+) -> None:
+    write_day(engine, hour_bucket(DAY, sample_result(project_id="before")))
+    before = stored_rows(engine)
     first = sample_result(**dims)
     second = sample_result(**dims, input_tokens=1, output_tokens=2, num_model_requests=1)
-    day = DayRows(DAY_DATE)
-    with pytest.raises(PayloadError, match="twice"):
-        day.add_bucket(hour_bucket(BUCKET_START, first, second))
+    with pytest.raises(PayloadError, match="twice") as caught:
+        write_day(
+            engine, hour_bucket(DAY, sample_result()), hour_bucket(BUCKET_START, first, second)
+        )
+    assert str(DAY_DATE) in str(caught.value)
+    assert stored_rows(engine) == before
 
 
-def test_day_rows_rejects_a_group_repeated_by_a_second_copy_of_the_bucket() -> None:
-    day = DayRows(DAY_DATE)
-    day.add_bucket(hour_bucket(BUCKET_START, sample_result(project_id=None)))
+def test_a_group_repeated_by_a_second_copy_of_the_bucket_is_refused(engine: Engine) -> None:
+    repeated = sample_result(project_id=None)
     with pytest.raises(PayloadError, match="twice"):
-        day.add_bucket(hour_bucket(BUCKET_START, sample_result(project_id=None)))
+        write_day(engine, hour_bucket(BUCKET_START, repeated), hour_bucket(BUCKET_START, repeated))
+    assert stored_rows(engine) == []
 
 
 @pytest.mark.parametrize(
@@ -308,30 +347,32 @@ def test_day_rows_rejects_a_group_repeated_by_a_second_copy_of_the_bucket() -> N
         ({"service_tier": "flex"}, {"service_tier": "default"}),
     ],
 )
-def test_day_rows_keeps_groups_that_differ(a: dict[str, Any], b: dict[str, Any]) -> None:
-    day = DayRows(DAY_DATE)
-    day.add_bucket(hour_bucket(BUCKET_START, sample_result(**a), sample_result(**b)))
-    assert len(day.rows) == 2
+def test_groups_that_differ_are_both_kept(
+    engine: Engine, a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    _, written = write_day(
+        engine, hour_bucket(BUCKET_START, sample_result(**a), sample_result(**b))
+    )
+    assert written == len(stored_rows(engine)) == 2
 
 
-def test_same_group_in_different_hours_is_not_a_duplicate() -> None:
+def test_same_group_in_different_hours_is_not_a_duplicate(engine: Engine) -> None:
     ungrouped = sample_result(**dict.fromkeys(DIMENSIONS))
-    day = DayRows(DAY_DATE)
-    for hour in range(3):
-        day.add_bucket(hour_bucket(DAY + hour * HOUR, ungrouped))
-    assert len(day.rows) == 3
-    assert day.bucket_count == 3
+    summary, written = write_day(
+        engine, *(hour_bucket(DAY + hour * HOUR, ungrouped) for hour in range(3))
+    )
+    assert written == len(stored_rows(engine)) == 3
+    assert summary.bucket_count == 3
 
 
-def test_day_rows_totals_equal_sums_over_rows(org: SyntheticOrganization) -> None:
+def test_day_summary_totals_equal_sums_over_rows(org: SyntheticOrganization) -> None:
     buckets = org_buckets(org, DAY, 24)
-    day = DayRows(DAY_DATE)
-    for bucket in buckets:
-        day.add_bucket(bucket)
-    records = [as_record(row) for row in day.rows]
+    expected_rows = sum(len(b.results) for b in buckets)
+    day, rows = summarize(DAY_DATE, *buckets)
+    records = [as_record(row) for row in rows]
 
     assert day.bucket_count == 24
-    assert len(records) == sum(len(b.results) for b in buckets)
+    assert len(records) == day.row_count == expected_rows
     assert day.input_tokens == sum(r["input_tokens"] for r in records)
     assert day.output_tokens == sum(r["output_tokens"] for r in records)
     assert day.num_model_requests == sum(r["num_model_requests"] for r in records)
@@ -353,54 +394,58 @@ def test_day_rows_totals_equal_sums_over_rows(org: SyntheticOrganization) -> Non
 
 
 def test_hand_written_totals() -> None:
-    day = DayRows(DAY_DATE)
-    day.add_bucket(
+    day, rows = summarize(
+        DAY_DATE,
         hour_bucket(
             DAY,
             sample_result(project_id="p1", input_tokens=10, output_tokens=1, num_model_requests=1),
             sample_result(project_id=None, input_tokens=20, output_tokens=2, num_model_requests=2),
-        )
-    )
-    day.add_bucket(hour_bucket(DAY + HOUR))  # a quiet hour
-    day.add_bucket(
+        ),
+        hour_bucket(DAY + HOUR),  # a quiet hour
         hour_bucket(
             DAY + 2 * HOUR,
             sample_result(project_id="p1", input_tokens=40, output_tokens=4, num_model_requests=4),
-        )
+        ),
     )
     assert (day.input_tokens, day.output_tokens, day.num_model_requests) == (70, 7, 7)
     assert day.tokens_by_project == {"p1": 55, None: 22}
     assert day.bucket_count == 3
-    assert len(day.rows) == 3
+    assert len(rows) == day.row_count == 3
 
 
 def test_quiet_hour_counts_as_a_bucket_without_rows(org: SyntheticOrganization) -> None:
     quiet = next(h for h in range(DAY, DAY + 7 * DAY_SECONDS, HOUR) if not org.hour_results(h))
-    day = DayRows(dt.datetime.fromtimestamp(quiet, UTC).date())
-    day.add_bucket(
+    day, rows = summarize(
+        dt.datetime.fromtimestamp(quiet, UTC).date(),
         UsageBucket(
             quiet, quiet + HOUR, org.usage_results(quiet, quiet + HOUR, group_by=DIMENSIONS)
-        )
+        ),
     )
     assert day.bucket_count == 1
-    assert day.rows == []
+    assert rows == []
     assert day.tokens_by_project == {}
 
 
 # ---------------------------------------------------------------------------- split_by_day
 
 
+def split(buckets: Iterable[UsageBucket]) -> list[tuple[DaySummary, list[UsageRow]]]:
+    return [(summary, list(rows)) for summary, rows in split_by_day(buckets)]
+
+
 def test_split_by_day_splits_two_days_in_order(org: SyntheticOrganization) -> None:
     buckets = org_buckets(org, DAY, 48)
-    days = list(split_by_day(buckets))
-    assert [d.day for d in days] == [DAY_DATE, DAY_DATE + dt.timedelta(days=1)]
-    for offset, day in enumerate(days):
+    per_day = [
+        sum(len(b.results) for b in buckets if start <= b.start_time < start + DAY_SECONDS)
+        for start in (DAY, DAY + DAY_SECONDS)
+    ]
+    days = split(buckets)
+    assert [d.day for d, _ in days] == [DAY_DATE, DAY_DATE + dt.timedelta(days=1)]
+    for offset, (day, rows) in enumerate(days):
         start = DAY + offset * DAY_SECONDS
         assert day.bucket_count == 24
-        assert len(day.rows) == sum(
-            len(b.results) for b in buckets if start <= b.start_time < start + DAY_SECONDS
-        )
-        for row in day.rows:
+        assert len(rows) == day.row_count == per_day[offset]
+        for row in rows:
             assert as_record(row)["bucket_start"].date() == day.day
         truth = org.totals_by_project(start, start + DAY_SECONDS)
         assert day.tokens_by_project == {
@@ -408,9 +453,7 @@ def test_split_by_day_splits_two_days_in_order(org: SyntheticOrganization) -> No
         }
 
 
-def test_split_by_day_yields_a_day_as_soon_as_the_next_begins(
-    org: SyntheticOrganization,
-) -> None:
+def test_split_by_day_streams_a_day_without_reading_ahead(org: SyntheticOrganization) -> None:
     buckets = org_buckets(org, DAY, 30)
     consumed = 0
 
@@ -421,32 +464,38 @@ def test_split_by_day_yields_a_day_as_soon_as_the_next_begins(
             yield bucket
 
     days = split_by_day(stream())
-    first = next(iter(days))
+    first, rows = next(days)
     assert first.day == DAY_DATE
-    assert consumed == 25
+    next(rows)
+    assert consumed == 1  # the first row needs only the first bucket
+    list(rows)
+    assert consumed == 25  # the day ends where the next begins
     assert first.bucket_count == 24
 
 
 def test_split_by_day_across_the_breakdown_boundary() -> None:
     org = SyntheticOrganization()
     start = int(dt.datetime(2024, 12, 31, tzinfo=UTC).timestamp())
-    old, new = split_by_day(org_buckets(org, start, 48))
+    (old, old_rows), (new, new_rows) = split(org_buckets(org, start, 48))
     assert old.day == dt.date(2024, 12, 31) and new.day == dt.date(2025, 1, 1)
-    assert old.rows and new.rows
-    assert all(as_record(r)["input_text_tokens"] is None for r in old.rows)
-    assert all(as_record(r)["input_text_tokens"] is not None for r in new.rows)
+    assert old_rows and new_rows
+    assert all(as_record(r)["input_text_tokens"] is None for r in old_rows)
+    assert all(as_record(r)["input_text_tokens"] is not None for r in new_rows)
 
 
 def test_split_by_day_rejects_buckets_going_back_in_time() -> None:
     day1 = hour_bucket(DAY + 5 * HOUR, sample_result())
     day2 = hour_bucket(DAY + DAY_SECONDS + 5 * HOUR, sample_result())
     with pytest.raises(PayloadError, match="back in time"):
-        list(split_by_day([day2, day1]))
+        split([day2, hour_bucket(DAY + 5 * HOUR, sample_result())])
 
     days = split_by_day([day1, day2, hour_bucket(DAY + 6 * HOUR, sample_result())])
-    assert next(iter(days)).day == DAY_DATE
+    summary, rows = next(days)
+    assert summary.day == DAY_DATE
+    assert len(list(rows)) == 1
     with pytest.raises(PayloadError, match="back in time"):
-        next(iter(days))
+        _, rows = next(days)
+        list(rows)
 
 
 def test_split_by_day_of_nothing_is_nothing() -> None:
@@ -467,7 +516,7 @@ def test_fetched_days_match_ground_truth(
         group_by=GROUP_BY_FIELDS,
         limit=24,
     )
-    days = list(split_by_day(client.iter_completions_usage(query)))
+    days = [summary for summary, _ in split(client.iter_usage_buckets(query))]
     assert [d.day for d in days] == [DAY_DATE, DAY_DATE + dt.timedelta(days=1)]
     for offset, day in enumerate(days):
         start = DAY + offset * DAY_SECONDS
@@ -490,7 +539,7 @@ def test_drifted_payload_from_the_api_is_refused(sim: SimulatedAdminAPI) -> None
     )
     sim.faults.add("drift")
     with pytest.raises(PayloadError, match="input_tokens"):
-        list(split_by_day(client.iter_completions_usage(query)))
+        split(client.iter_usage_buckets(query))
     # The same query without the fault is fine.
-    (day,) = split_by_day(client.iter_completions_usage(query))
-    assert day.rows
+    ((day, rows),) = split(client.iter_usage_buckets(query))
+    assert rows and day.row_count == len(rows)

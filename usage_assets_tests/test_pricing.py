@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from usage_assets.admin_api import UsageBucket
 from usage_assets.cost_attribution import PricingInputs, price_usage, summarize_costs
 from usage_assets.errors import ConfigurationError
-from usage_assets.normalize import DayRows
+from usage_assets.normalize import DaySummary
 from usage_assets.pricing import genai_price_rows, load_overrides, resolve_model
 from usage_assets.storage import LoadInfo, replace_day
 
@@ -59,10 +59,10 @@ def result(model: str, project: str, *, batch: bool = False, tier: str = "defaul
 
 def load(engine: Engine, results: list[dict[str, Any]], day: dt.date = DAY) -> None:
     start = int(dt.datetime.combine(day, dt.time(10), dt.UTC).timestamp())
-    rows = DayRows(day)
-    rows.add_bucket(UsageBucket(start, start + 3600, results))
+    summary = DaySummary(day)
+    rows = summary.rows([UsageBucket(start, start + 3600, results)])
     info = LoadInfo(group_by=["project_id"], simulated=True, source_url="test", dagster_run_id=None)
-    replace_day(engine, rows, info)
+    replace_day(engine, summary, rows, info)
 
 
 def costs(engine: Engine, overrides: Path | None = None, reprice: bool = False,

@@ -334,8 +334,19 @@ class SyntheticOrganization:
             "api_key_id": set(api_key_ids),
             "model": set(models),
         }
+        hours = range(start - start % 3600, end, 3600)
+        if (
+            len(hours) == 1
+            and set(group_by) >= set(DIMENSIONS)
+            and batch is None
+            and not any(filters.values())
+        ):
+            # One hour grouped by every dimension: each stream already is one group.
+            return [
+                {**result, **self.extra_result_fields} for result in self.hour_results(hours[0])
+            ]
         grouped: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for hour in range(start - start % 3600, end, 3600):
+        for hour in hours:
             for result in self.hour_results(hour):
                 if batch is not None and result["batch"] is not batch:
                     continue

@@ -1,0 +1,91 @@
+"""A day is streamed page by page into its COPY: memory follows the page, not the day.
+
+The simulator runs in its own process, so that only the ingest's own allocations are traced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import Engine, text
+
+from usage_assets.admin_api import AdminAPIClient
+from usage_assets.ingest import ingest_days, usage_query_for_days
+from usage_assets.storage import LoadInfo
+from usage_assets.usage_query import COMPLETIONS_USAGE_PATH, GROUP_BY_FIELDS
+
+from .conftest import free_port
+
+DAY = dt.date(2025, 10, 1)
+STREAMS = 1_500
+PER_PAGE = 1_000
+
+
+@pytest.fixture(scope="module")
+def busy_simulator() -> Iterator[str]:
+    """A simulator with 1,500 groups active every hour, 1,000 results a page, in a subprocess."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "usage-simulator"),
+            "--port", str(port), "--streams", str(STREAMS), "--always-active",
+            "--max-results-per-page", str(PER_PAGE),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.readline()  # "simulated Admin API at ..."
+    yield f"http://127.0.0.1:{port}/v1"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def page_sizes(base_url: str) -> tuple[list[int], int]:
+    """Byte size of every page of the day, fetched directly, and the number of results."""
+    query = usage_query_for_days(DAY, DAY + dt.timedelta(days=1), GROUP_BY_FIELDS)
+    sizes, results, cursor = [], 0, None
+    while True:
+        params = query.to_params() + ([("page", cursor)] if cursor else [])
+        response = requests.get(base_url + COMPLETIONS_USAGE_PATH, params=params, timeout=60)
+        response.raise_for_status()
+        sizes.append(len(response.content))
+        page = response.json()
+        results += sum(len(bucket["results"]) for bucket in page["data"])
+        if not page["has_more"]:
+            return sizes, results
+        cursor = page["next_page"]
+
+
+def test_a_day_is_ingested_in_memory_of_a_few_pages(engine: Engine, busy_simulator: str) -> None:
+    sizes, results = page_sizes(busy_simulator)
+    day_bytes, largest = sum(sizes), max(sizes)
+    assert day_bytes > 20 * largest  # the day is far bigger than the bound asserted below
+
+    client = AdminAPIClient(busy_simulator, None)
+    info = LoadInfo(group_by=GROUP_BY_FIELDS, simulated=True, source_url="t", dagster_run_id=None)
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        [summary] = ingest_days(
+            client, engine, DAY, DAY + dt.timedelta(days=1), GROUP_BY_FIELDS, info
+        )
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+
+    assert summary.row_count == results > STREAMS * 12
+    assert client.request_count == len(sizes)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM openai_usage.completions_usage_hourly"))
+        assert stored.scalar() == results
+    # The page's text and its parsed objects (about twice the text), plus small change; holding
+    # the day would take more than the day's JSON.
+    assert peak < 5 * largest, f"peak {peak:,} bytes for pages of at most {largest:,}"
