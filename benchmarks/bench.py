@@ -150,22 +150,23 @@ def raw_copy(url: str, rows: list[tuple[Any, ...]]) -> float:
 
 BACKFILL_FIRST = dt.date(2025, 1, 1)
 CONTENT_HASH = """
-SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
-    SELECT bucket_start, project_id, user_id, api_key_id, model, batch, service_tier,
-           api_source, input_tokens, output_tokens, num_model_requests
-    FROM openai_usage.completions_usage_hourly
-    UNION ALL
-    SELECT usage_date, project_id, model, NULL, NULL, NULL, NULL, NULL, input_tokens,
-           output_tokens, (estimated_cost_usd * 1e6)::bigint
-    FROM openai_usage.project_daily_costs) AS t
+SELECT (SELECT md5(string_agg(u::text, '|' ORDER BY u::text)) FROM (
+            SELECT bucket_start, project_id, user_id, api_key_id, model, batch, service_tier,
+                   api_source, input_tokens, output_tokens, num_model_requests
+            FROM openai_usage.completions_usage_hourly) AS u)
+    || (SELECT md5(string_agg(c::text, '|' ORDER BY c::text)) FROM (
+            SELECT usage_date, project_id, model, batch, service_tier, input_tokens,
+                   output_tokens, cost_usd
+            FROM openai_usage.project_daily_costs) AS c)
 """
 
 
 def backfill(
     server: embedded_db.EmbeddedServer, tmp: Path, days: int, per_run: int
 ) -> dict[str, Any]:
-    """`usage-backfill` of `days` days in runs of `per_run` days, on a fresh database and
-    DAGSTER_HOME, against an in-process simulator of the default organization."""
+    """A backfill of `days` days in Dagster runs of `per_run` days, each run in a process of its
+    own (as Dagster's run launcher starts them), on a fresh database and DAGSTER_HOME, against an
+    in-process simulator of the default organization."""
     name = f"backfill_{per_run}"
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -181,11 +182,15 @@ def backfill(
             "USAGE_STEP_RETRIES": "0",
         }  # fmt: skip
         began = time.perf_counter()
-        subprocess.run(
-            [str(Path(sys.executable).parent / "usage-backfill"), BACKFILL_FIRST.isoformat(),
-             last.isoformat(), "--days-per-run", str(per_run)],
-            env=env, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        first = BACKFILL_FIRST
+        while first <= last:  # one process per run, as Dagster's run launcher does
+            end = min(first + dt.timedelta(days=per_run - 1), last)
+            subprocess.run(
+                [str(Path(sys.executable).parent / "usage-backfill"), first.isoformat(),
+                 end.isoformat(), "--days-per-run", str(per_run)],
+                env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            first = end + dt.timedelta(days=1)
         seconds = time.perf_counter() - began
         requests_made, usage_requests = len(sim.requests), sim.usage_requests()
     with engine_for(url).connect() as conn:

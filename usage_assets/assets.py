@@ -96,7 +96,7 @@ def completions_usage_hourly(
     config: CompletionsUsageConfig,
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
     """Each day is written in its own transaction as soon as its buckets are in (a backfill
     range fetches 168 hours per request), and reported with that day's own figures."""
     first_day, end_day = window_days(context)

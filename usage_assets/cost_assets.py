@@ -115,7 +115,7 @@ def project_daily_costs(
     config: CostAttributionConfig,
     usage_db: UsageDatabase,
     pricing: PricingResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
     first, end = window_days(context)
     with permanent_errors_fail_fast():
         engine = usage_db.engine()
@@ -219,7 +219,7 @@ def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCh
 )
 def project_daily_cost_summary(
     context: dg.AssetExecutionContext, usage_db: UsageDatabase
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
     first, end = window_days(context)
     with permanent_errors_fail_fast():
         engine = usage_db.engine()

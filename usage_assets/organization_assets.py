@@ -231,7 +231,7 @@ def costs_daily(
     context: dg.AssetExecutionContext,
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
     first_day, end_day = window_days(context)
     single_day = end_day - first_day == dt.timedelta(days=1)
     with permanent_errors_fail_fast():
@@ -243,10 +243,13 @@ def costs_daily(
     reports = []
     for day in days:
         replace_cost_day(engine, day)
-        context.log.info(
-            f"{day.day}: wrote {len(day.rows):,} billed line items, ${day.billed_usd:,.2f}"
-        )
         reports.append((day.day, source | costs_metadata([day], names)))
+    # One line per run: each day's figures are in its own materialization.
+    context.log.info(
+        f"{first_day}..{end_day - dt.timedelta(days=1)}: wrote "
+        f"{sum(len(day.rows) for day in days):,} billed line items, "
+        f"${sum(day.billed_usd for day in days):,.2f}"
+    )
     if api.simulated:
         context.log.warning("Materialized SIMULATED costs; set OPENAI_ADMIN_KEY for real data.")
     yield from report_days(context, reports)

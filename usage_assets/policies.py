@@ -90,12 +90,10 @@ def report_days(
     context: dg.AssetExecutionContext,
     days: Sequence[tuple[dt.date, Mapping[str, Any]]],
     check_results: Sequence[dg.AssetCheckResult] = (),
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:  # type: ignore[type-arg]
-    """Report a run's days: first the step's output (bare; it marks every partition of the range
-    and lets downstream steps of the same run go ahead), then one materialization per day with
-    that day's own figures, which is the latest one and the one the UI shows and plots."""
-    yield dg.MaterializeResult(check_results=list(check_results))
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+    """Report a run's days: one materialization per partition of the run, each carrying its
+    own day's figures (partition-scoped metadata), so a 31-day backfill run reads in the UI like
+    31 daily runs, with one event per day."""
     for day, metadata in days:
-        yield dg.AssetMaterialization(
-            asset_key=context.asset_key, partition=day.isoformat(), metadata=metadata
-        )
+        context.add_asset_metadata(metadata, partition_key=day.isoformat())
+    yield dg.MaterializeResult(check_results=list(check_results))
