@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The quickstart keeps Dagster's history beside the embedded database (see README).
 DEV_DAGSTER_HOME := $(or $(DAGSTER_HOME),$(or $(USAGE_DATA_DIR),$(CURDIR)/.usage_data)/dagster_home)
 
-.PHONY: dev test install lock lint check-defs db-dsn
+.PHONY: dev test bench install lock lint check-defs db-dsn
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,15 @@ dev: $(STAMP)
 	DAGSTER_HOME="$(DEV_DAGSTER_HOME)" $(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 test: $(STAMP)
-	$(BIN)/ruff check usage_assets usage_assets_tests alembic
-	$(BIN)/ruff format --check usage_assets usage_assets_tests alembic
+	$(BIN)/ruff check usage_assets usage_assets_tests alembic benchmarks
+	$(BIN)/ruff format --check usage_assets usage_assets_tests alembic benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The benchmark of README "Performance" (about half an hour on 2 CPUs); it prints a table.
+# A quick look: make bench ARGS="--days 2 --backfill-days 31"
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 db-dsn: $(STAMP)
 	@$(BIN)/usage-db dsn

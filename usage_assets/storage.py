@@ -57,6 +57,9 @@ def replace_day(
     written = 0
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _day_lock_key(day)})
+        # The COPY lasts as long as the day's pages take to arrive (retries and Retry-After
+        # included), so a server-wide statement_timeout must not cut it short.
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
         conn.execute(
             delete(CompletionsUsageHourly).where(
                 CompletionsUsageHourly.bucket_start >= start,

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 
 from usage_assets.admin_api import AdminAPIClient
 from usage_assets.ingest import ingest_days, usage_query_for_days
+from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.storage import LoadInfo
 from usage_assets.usage_query import COMPLETIONS_USAGE_PATH, GROUP_BY_FIELDS
 
@@ -89,3 +90,38 @@ def test_a_day_is_ingested_in_memory_of_a_few_pages(engine: Engine, busy_simulat
     # The page's text and its parsed objects (about twice the text), plus small change; holding
     # the day would take more than the day's JSON.
     assert peak < 5 * largest, f"peak {peak:,} bytes for pages of at most {largest:,}"
+
+
+@pytest.fixture
+def short_statement_timeout(engine: Engine) -> Iterator[None]:
+    """Every new connection to the test database gets statement_timeout = 300ms."""
+    name = engine.url.database
+    with engine.begin() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET statement_timeout = '300ms'"))
+    engine.dispose()
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" RESET statement_timeout'))
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("short_statement_timeout")
+def test_slow_pages_do_not_trip_a_server_statement_timeout(engine: Engine) -> None:
+    with engine.connect() as conn:  # the setting is live for new sessions
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "300ms"
+    with SimulatedAdminAPI(max_results_per_page=40) as sim:
+        sim.faults.add("slow", delay=0.0, times=1)
+        sim.faults.add("slow", delay=0.8, times=2)  # the day's COPY waits 1.6 s for pages
+        client = AdminAPIClient(sim.base_url, None)
+        info = LoadInfo(
+            group_by=("project_id",), simulated=True, source_url="t", dagster_run_id=None
+        )
+        [summary] = ingest_days(
+            client, engine, DAY, DAY + dt.timedelta(days=1), ("project_id",), info
+        )
+        assert sim.usage_requests() > 3
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM openai_usage.completions_usage_hourly"))
+        assert stored.scalar() == summary.row_count > 40
