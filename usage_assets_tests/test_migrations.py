@@ -132,3 +132,31 @@ def test_postgres_14_fallback_keeps_nulls_equal(fresh_url: str) -> None:
     _insert(engine, "user-1")
     with pytest.raises(IntegrityError, match="uq_completions_usage_hourly_bucket_group"):
         _insert(engine, None)
+
+
+def test_planner_knows_how_many_daily_cost_groups_there_are(engine: Engine) -> None:
+    """Ten days of 50 projects, each with its own model, hourly: 500 daily groups. Without the
+    multi-column statistics of migration 0003 the planner multiplies the columns' distinct
+    counts and expects thousands (then sorts a month on disk instead of hashing it)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO openai_usage.completions_usage_hourly (bucket_start, bucket_end, "
+                "project_id, model, batch, service_tier, input_tokens, output_tokens, "
+                "num_model_requests, result) "
+                "SELECT ts, ts + interval '1 hour', 'proj_' || p, 'model_' || p, false, "
+                "'default', 1, 1, 1, '{}' "
+                "FROM generate_series('2025-01-01 00:00+00'::timestamptz, "
+                "'2025-01-10 23:00+00', '1 hour') AS ts, generate_series(1, 50) AS p"
+            )
+        )
+        conn.execute(text("ANALYZE openai_usage.completions_usage_hourly"))
+        grouping = (
+            "SELECT usage_date, project_id, model, batch, service_tier, count(*) "
+            "FROM openai_usage.v_usage_token_kinds GROUP BY 1, 2, 3, 4, 5"
+        )
+        actual = len(conn.execute(text(grouping)).all())
+        [[plan]] = conn.execute(text("EXPLAIN (FORMAT JSON) " + grouping)).all()
+    estimated = plan[0]["Plan"]["Plan Rows"]
+    assert actual == 500
+    assert actual / 2 <= estimated <= actual * 2, f"planner expects {estimated} groups"
