@@ -1,7 +1,7 @@
 """The raw usage asset: one UTC day of completions usage per partition."""
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -96,7 +96,7 @@ def completions_usage_hourly(
     config: CompletionsUsageConfig,
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
-) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Each day is written in its own transaction as soon as its buckets are in (a backfill
     range fetches 168 hours per request), and reported with that day's own figures."""
     first_day, end_day = window_days(context)
@@ -122,4 +122,4 @@ def completions_usage_hourly(
             context.log.info(f"{api.client.request_count} Admin API requests for this run")
     if info.simulated:
         context.log.warning("Materialized SIMULATED usage; set OPENAI_ADMIN_KEY for real data.")
-    yield from report_days(context, reports)
+    return report_days(context, reports)

@@ -1,7 +1,7 @@
 """Cost attribution assets: priced usage per project and model, and a per-project rollup."""
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -115,7 +115,7 @@ def project_daily_costs(
     config: CostAttributionConfig,
     usage_db: UsageDatabase,
     pricing: PricingResource,
-) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
     first, end = window_days(context)
     with permanent_errors_fail_fast():
         engine = usage_db.engine()
@@ -136,7 +136,7 @@ def project_daily_costs(
         )
         for day in days_between(first, end)
     ]
-    yield from report_days(context, reports, cost_checks(engine, first, end))
+    return report_days(context, reports, cost_checks(engine, first, end))
 
 
 def cost_metadata(totals: CostTotals) -> dict[str, Any]:
@@ -219,7 +219,7 @@ def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCh
 )
 def project_daily_cost_summary(
     context: dg.AssetExecutionContext, usage_db: UsageDatabase
-) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
     first, end = window_days(context)
     with permanent_errors_fail_fast():
         engine = usage_db.engine()
@@ -237,7 +237,7 @@ def project_daily_cost_summary(
                 },
             )
         )
-    yield from report_days(context, reports)
+    return report_days(context, reports)
 
 
 COST_ASSETS = [project_daily_costs, project_daily_cost_summary]

@@ -13,7 +13,7 @@ transaction (per day for costs, per table for names), so a failure leaves the pr
 import datetime as dt
 import json
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -231,7 +231,7 @@ def costs_daily(
     context: dg.AssetExecutionContext,
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
-) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
     first_day, end_day = window_days(context)
     single_day = end_day - first_day == dt.timedelta(days=1)
     with permanent_errors_fail_fast():
@@ -252,7 +252,7 @@ def costs_daily(
     )
     if api.simulated:
         context.log.warning("Materialized SIMULATED costs; set OPENAI_ADMIN_KEY for real data.")
-    yield from report_days(context, reports)
+    return report_days(context, reports)
 
 
 # --------------------------------------------------------------------------- names

@@ -90,10 +90,10 @@ def report_days(
     context: dg.AssetExecutionContext,
     days: Sequence[tuple[dt.date, Mapping[str, Any]]],
     check_results: Sequence[dg.AssetCheckResult] = (),
-) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
-    """Report a run's days: one materialization per partition of the run, each carrying its
-    own day's figures (partition-scoped metadata), so a 31-day backfill run reads in the UI like
-    31 daily runs, with one event per day."""
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """The step's result for a run's days: one materialization per partition of the run, each
+    carrying its own day's figures (partition-scoped metadata), so a 31-day backfill run reads
+    in the UI like 31 daily runs, with one event per day."""
     for day, metadata in days:
         context.add_asset_metadata(metadata, partition_key=day.isoformat())
-    yield dg.MaterializeResult(check_results=list(check_results))
+    return dg.MaterializeResult(check_results=list(check_results))
