@@ -70,15 +70,11 @@ def ingest_days(
     expected = first_day
     with _explain_group_by_rejection(group_by):
         for summary, rows in split_by_day(client.iter_usage_buckets(query)):
-            while expected < summary.day:
-                yield _write_empty(engine, expected, info)
-                expected += dt.timedelta(days=1)
+            yield from _write_empty_days(engine, expected, summary.day, info)
             replace_day(engine, summary, rows, info)
             expected = summary.day + dt.timedelta(days=1)
             yield summary
-    while expected < end_day:
-        yield _write_empty(engine, expected, info)
-        expected += dt.timedelta(days=1)
+    yield from _write_empty_days(engine, expected, end_day, info)
     # After a bulk load, as PostgreSQL's docs advise: VACUUM sets the new rows' hint bits and
     # visibility once, here, instead of the cost SQL that follows in the same run dirtying (and
     # writing back) every page it first reads; ANALYZE refreshes the planner's statistics. Only
@@ -90,8 +86,14 @@ def ingest_days(
         )
 
 
-def _write_empty(engine: Engine, day: dt.date, info: LoadInfo) -> DaySummary:
-    """A day the API has no buckets for is written as empty, so a re-run converges on it."""
-    summary = DaySummary(day)
-    replace_day(engine, summary, (), info)
-    return summary
+def _write_empty_days(
+    engine: Engine, first: dt.date, end: dt.date, info: LoadInfo
+) -> Iterator[DaySummary]:
+    """Days of [first, end) the API has no buckets for are written as empty, so a re-run
+    converges on them."""
+    day = first
+    while day < end:
+        summary = DaySummary(day)
+        replace_day(engine, summary, (), info)
+        yield summary
+        day += dt.timedelta(days=1)
