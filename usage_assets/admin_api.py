@@ -289,28 +289,21 @@ class AdminAPIClient:
             del page  # not kept while the next page is parsed
 
     def iter_usage_buckets(self, query: CompletionsUsageQuery) -> Iterator[UsageBucket]:
-        """Buckets as the pages bring them, validated, in time order: a bucket split across
-        pages comes out as consecutive parts with the same start (see `iter_completions_usage`
-        to merge them). Only the current page is held."""
-        previous: int | None = None
+        """Buckets as the pages bring them, each validated: a bucket split across pages comes
+        out as consecutive parts with the same start. Only the current page is held. Consumers
+        check the order with `in_time_order` (`iter_completions_usage` and
+        `normalize.split_by_day` do)."""
         for page in self.iter_pages(COMPLETIONS_USAGE_PATH, query.to_params()):
             data = page["data"]
             del page
             data.reverse()
             while data:  # popped, so a consumed bucket is not kept alive by the page
-                bucket = UsageBucket.parse(data.pop(), query)
-                if previous is not None and bucket.start_time < previous:
-                    raise PayloadError(
-                        f"Usage buckets out of order: {bucket.start_time} came after {previous}"
-                    )
-                previous = bucket.start_time
-                yield bucket
-                del bucket
+                yield UsageBucket.parse(data.pop(), query)
 
     def iter_completions_usage(self, query: CompletionsUsageQuery) -> Iterator[UsageBucket]:
         """Whole buckets in time order; a bucket continued on the next page comes out as one."""
         pending: UsageBucket | None = None
-        for bucket in self.iter_usage_buckets(query):
+        for bucket in in_time_order(self.iter_usage_buckets(query)):
             if pending is not None and bucket.start_time == pending.start_time:
                 pending.results.extend(bucket.results)
                 continue
@@ -434,6 +427,23 @@ class UsageBucket:
         """Hand the results over, keeping none, so they are freed once the taker is done."""
         results, self.results = self.results, []
         return results
+
+
+def in_time_order(buckets: Iterable[UsageBucket]) -> Iterator[UsageBucket]:
+    """Pass buckets through, refusing one that starts before its predecessor (parts of one
+    bucket split across pages share a start and pass)."""
+    previous: int | None = None
+    for bucket in buckets:
+        if previous is not None and bucket.start_time < previous:
+            when = [
+                dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
+                for t in (previous, bucket.start_time)
+            ]
+            raise PayloadError(
+                f"usage buckets out of order: went back in time from {when[0]} to {when[1]}"
+            )
+        previous = bucket.start_time
+        yield bucket
 
 
 def _is_int(value: object) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from usage_assets.admin_api import UsageBucket
+from usage_assets.admin_api import UsageBucket, in_time_order
 from usage_assets.errors import PayloadError
 from usage_assets.models import DIMENSIONS, METRICS, OPTIONAL_METRICS, REQUIRED_METRICS
 
@@ -151,19 +151,6 @@ class DaySummary:
         if bucket.start_time != self._last_start:
             self.bucket_count += 1
             self._last_start = bucket.start_time
-
-
-def in_time_order(buckets: Iterable[UsageBucket]) -> Iterator[UsageBucket]:
-    """Pass buckets through, refusing one that starts before its predecessor."""
-    previous: int | None = None
-    for bucket in buckets:
-        if previous is not None and bucket.start_time < previous:
-            raise PayloadError(
-                f"usage buckets went back in time from {_utc(previous).isoformat()} to "
-                f"{_utc(bucket.start_time).isoformat()}"
-            )
-        previous = bucket.start_time
-        yield bucket
 
 
 def split_by_day(
