@@ -39,6 +39,7 @@ from usage_assets.simulator.server import (
     _decode_cursor,
     _encode_cursor,
     _int_param,
+    _limit_param,
 )
 
 __all__ = ["COSTS_PATH", "BilledLineItem", "billed_line_items", "costs"]
@@ -251,14 +252,7 @@ def costs(org: SyntheticOrganization, query: dict[str, list[str]]) -> dict[str, 
     width = query.get("bucket_width", ["1d"])[-1]
     if width != "1d":
         raise ApiError(400, f"Invalid bucket_width '{width}'. Supported: 1d.", param="bucket_width")
-    default_limit, max_limit = COSTS_BUCKET_LIMITS
-    limit = _int_param(query, "limit")
-    if limit is None:
-        limit = default_limit
-    if not 1 <= limit <= max_limit:
-        raise ApiError(
-            400, f"Invalid limit {limit}: must be between 1 and {max_limit}.", param="limit"
-        )
+    limit = _limit_param(query, COSTS_BUCKET_LIMITS)
     end = _int_param(query, "end_time")
     if end is None:
         end = int(time.time())

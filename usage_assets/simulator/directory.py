@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from usage_assets.simulator.organization import ApiKey, Project, SyntheticOrganization, User
-from usage_assets.simulator.server import API_PREFIX, ApiError, _int_param
+from usage_assets.simulator.server import API_PREFIX, ApiError, _limit_param
 
 PROJECTS_PATH = "/organization/projects"
 USERS_PATH = "/organization/users"
@@ -36,14 +36,7 @@ def route(
 
 
 def _page(objects: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
-    default_limit, max_limit = LIST_LIMITS
-    limit = _int_param(query, "limit")
-    if limit is None:
-        limit = default_limit
-    if not 1 <= limit <= max_limit:
-        raise ApiError(
-            400, f"Invalid limit {limit}: must be between 1 and {max_limit}.", param="limit"
-        )
+    limit = _limit_param(query, LIST_LIMITS)
     first = 0
     after = query.get("after", [""])[-1]
     if after:

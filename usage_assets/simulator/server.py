@@ -141,6 +141,19 @@ def _int_param(query: dict[str, list[str]], name: str, *, required: bool = False
         ) from None
 
 
+def _limit_param(query: dict[str, list[str]], limits: tuple[int, int], detail: str = "") -> int:
+    """`limit`, or its default; outside [1, max] is a 400 naming the max (and `detail`)."""
+    default_limit, max_limit = limits
+    limit = _int_param(query, "limit")
+    if limit is None:
+        return default_limit
+    if not 1 <= limit <= max_limit:
+        raise ApiError(
+            400, f"Invalid limit {limit}: must be between 1 and {max_limit}{detail}.", param="limit"
+        )
+    return limit
+
+
 def _array_param(query: dict[str, list[str]], name: str) -> list[str]:
     return query.get(name, []) + query.get(f"{name}[]", [])
 
@@ -207,17 +220,7 @@ class SimulatedAdminAPI:
                 400, f"Invalid bucket_width '{width}'. Supported: 1m, 1h, 1d.", param="bucket_width"
             )
         seconds = BUCKET_SECONDS[width]
-        default_limit, max_limit = BUCKET_LIMITS[width]
-        limit = _int_param(query, "limit")
-        if limit is None:
-            limit = default_limit
-        if not 1 <= limit <= max_limit:
-            raise ApiError(
-                400,
-                f"Invalid limit {limit}: must be between 1 and {max_limit} "
-                f"for bucket_width={width}.",
-                param="limit",
-            )
+        limit = _limit_param(query, BUCKET_LIMITS[width], f" for bucket_width={width}")
         end = _int_param(query, "end_time")
         if end is None:
             end = int(time.time())
