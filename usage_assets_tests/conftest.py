@@ -3,11 +3,13 @@ throwaway database migrated by Alembic, and the simulated Admin API on loopback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 # Step retries wait a minute between attempts; the suite exercises failures directly instead.
 # (Set before usage_assets is imported: policies are read at definition time.)
 os.environ.setdefault("USAGE_STEP_RETRIES", "0")
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,8 @@ from usage_assets.database import engine_for, migrate, normalize_url
 from usage_assets.models import SCHEMA, Base
 from usage_assets.simulator.server import SimulatedAdminAPI
 
+from . import processes
+
 #: Read once at import: the fixture below scrubs the environment for every test.
 EXTERNAL_DATABASE_URL = os.environ.get("USAGE_DATABASE_URL")
 CONFIG_VARIABLES = (
@@ -36,6 +40,38 @@ CONFIG_VARIABLES = (
     "USAGE_AUTO_MIGRATE",
     "DAGSTER_HOME",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the suite if any process a test started is still running at its end: a child of
+    this process, or a detached server (pg_ctl's postgres) on one of the suite's temporary
+    directories. Leftovers are killed, so a failing run leaves nothing behind either.
+
+    Autouse and session-scoped, so it is set up before, and torn down after, every other
+    session fixture (the suite's own embedded server is stopped by then)."""
+    marker = f"{tmp_path_factory.getbasetemp()}{os.sep}"
+    yield
+    leftovers = processes.leftover_processes(marker)
+    described = [f"{p.pid}: {' '.join(p.info['cmdline'] or ())[:200]}" for p in leftovers]
+    for process in leftovers:
+        with contextlib.suppress(Exception):
+            process.kill()
+    assert not leftovers, "processes outlived the suite:\n" + "\n".join(described)
+
+
+@pytest.fixture(autouse=True)
+def stop_signals_restored() -> Iterator[None]:
+    """Undo a test's changes to how this process handles stopping signals.
+
+    Dagster maps SIGTERM onto SIGINT's handler when it executes a run in process; where SIGINT
+    is ignored (a background job of a non-interactive shell), the test process then ignored
+    SIGTERM too, and so did every child started after it."""
+    saved = {number: signal.getsignal(number) for number in processes.STOP_SIGNALS}
+    yield
+    for number, handler in saved.items():
+        if handler is not None and signal.getsignal(number) is not handler:
+            signal.signal(number, handler)
 
 
 def free_port() -> int:

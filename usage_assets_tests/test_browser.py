@@ -11,12 +11,10 @@ Playwright through its executable path: no browser download.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psutil
 import psycopg
 import pytest
 from dotenv import dotenv_values
@@ -37,6 +34,7 @@ from playwright.sync_api import Locator, Page, expect, sync_playwright
 from usage_assets import embedded_db, settings
 from usage_assets.simulator.organization import SyntheticOrganization
 
+from . import processes
 from .conftest import CONFIG_VARIABLES, free_port
 
 pytestmark = pytest.mark.browser
@@ -151,55 +149,6 @@ def _code_location_loaded(url: str, process: subprocess.Popen[bytes], log: Path)
     return None
 
 
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _alive_in_group(pgid: int) -> list[psutil.Process]:
-    alive = []
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == pgid and _alive(process):
-                alive.append(process)
-        except ProcessLookupError:
-            continue
-    return alive
-
-
-def _kill_process_tree(process: subprocess.Popen[bytes]) -> None:
-    """End `dg dev` and everything it started (webserver, daemon, code servers, run workers).
-
-    It runs in its own process group. Its descendants are remembered first, so one that left
-    the group (or whose parent died first) is still found.
-    """
-    pgid = process.pid
-    try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + TERMINATE_GRACE
-    while _alive_in_group(pgid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    for descendant in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            descendant.kill()
-    process.wait(timeout=30)
-    deadline = time.monotonic() + 15
-    while True:
-        survivors = _alive_in_group(pgid) + [p for p in descendants if _alive(p)]
-        if not survivors or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert not survivors, f"processes of `dg dev` survived SIGKILL: {survivors}"
-
-
 @pytest.fixture
 def quickstart(tmp_path: Path) -> Iterator[Quickstart]:
     """`make dev` in a temporary data directory, on free ports, with the simulator."""
@@ -237,14 +186,15 @@ def quickstart(tmp_path: Path) -> Iterator[Quickstart]:
         _run("usage-db", "start", env=env)
         _run("usage-db", "migrate", env=env)
         with open(log, "wb") as output:
-            process = subprocess.Popen(
+            # `dg dev` ignores SIGTERM and SIGINT itself; processes.stop() ends with SIGKILL for
+            # its whole group and every descendant (webserver, daemon, code servers, runs).
+            process = processes.spawn(
                 [str(BIN / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)],
                 cwd=settings.PROJECT_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         url = f"http://127.0.0.1:{port}"
         started = process
@@ -257,7 +207,7 @@ def quickstart(tmp_path: Path) -> Iterator[Quickstart]:
     finally:
         try:
             if process is not None:
-                _kill_process_tree(process)
+                processes.stop(process, grace=TERMINATE_GRACE)
         finally:
             try:
                 _run("usage-db", "stop", env=env)

@@ -12,6 +12,7 @@ import pytest
 from usage_assets import embedded_db
 from usage_assets.errors import ConfigurationError
 
+from . import processes
 from .conftest import free_port
 
 START_IN_CHILD = (
@@ -24,7 +25,7 @@ START_IN_CHILD = (
 def test_concurrent_first_starts_share_one_server(tmp_path: Path) -> None:
     port = free_port()
     children = [
-        subprocess.Popen(
+        processes.spawn(
             [sys.executable, "-c", START_IN_CHILD, str(tmp_path), str(port)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -32,9 +33,9 @@ def test_concurrent_first_starts_share_one_server(tmp_path: Path) -> None:
         )
         for _ in range(3)
     ]
-    outputs = [child.communicate(timeout=120) for child in children]
     server = embedded_db.EmbeddedServer(tmp_path, port)
     try:
+        outputs = [child.communicate(timeout=120) for child in children]
         assert [child.returncode for child in children] == [0, 0, 0], outputs
         assert {out.strip() for out, _ in outputs} == {server.dsn()}
         # Every starter has exited; the server keeps running for the next process.
@@ -52,6 +53,8 @@ def test_concurrent_first_starts_share_one_server(tmp_path: Path) -> None:
         with psycopg.connect(server.dsn()) as conn:
             assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
     finally:
+        for child in children:
+            processes.stop(child)
         embedded_db.stop(server)
     assert embedded_db.stop(server) is False
 

@@ -17,6 +17,7 @@ from usage_assets import embedded_db
 from usage_assets.database import engine_for, migrate
 from usage_assets.simulator.server import SimulatedAdminAPI
 
+from . import processes
 from .conftest import free_port
 from .test_ingest import table_rows
 
@@ -45,13 +46,26 @@ FOR EACH ROW EXECUTE FUNCTION openai_usage.slow_insert();
 """
 
 
+_children: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def children_stopped() -> Iterator[None]:
+    """Every writer a test starts is stopped with it, however the test ends."""
+    yield
+    while _children:
+        processes.stop(_children.pop())
+
+
 def write_in_child(database_url: str, base_url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    child: subprocess.Popen[str] = processes.spawn(
         [sys.executable, "-c", WRITE_ONE_DAY, database_url, base_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    _children.append(child)
+    return child
 
 
 def wait_for_copy(engine: Engine, timeout: float = 30) -> None:

@@ -22,6 +22,7 @@ from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.storage import LoadInfo
 from usage_assets.usage_query import COMPLETIONS_USAGE_PATH, GROUP_BY_FIELDS
 
+from . import processes
 from .conftest import free_port
 
 DAY = dt.date(2025, 10, 1)
@@ -33,7 +34,7 @@ PER_PAGE = 1_000
 def busy_simulator() -> Iterator[str]:
     """A simulator with 1,500 groups active every hour, 1,000 results a page, in a subprocess."""
     port = free_port()
-    process = subprocess.Popen(
+    with processes.running(
         [
             str(Path(sys.executable).parent / "usage-simulator"),
             "--port", str(port), "--streams", str(STREAMS), "--always-active",
@@ -41,12 +42,10 @@ def busy_simulator() -> Iterator[str]:
         ],
         stdout=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    process.stdout.readline()  # "simulated Admin API at ..."
-    yield f"http://127.0.0.1:{port}/v1"
-    process.terminate()
-    process.wait(timeout=10)
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        process.stdout.readline()  # "simulated Admin API at ..."
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def page_sizes(base_url: str) -> tuple[list[int], int]:
