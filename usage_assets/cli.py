@@ -1,8 +1,10 @@
-"""Command-line helpers: `usage-db` (embedded server, DSN, migrations) and `usage-simulator`."""
+"""Command-line helpers: `usage-db` (embedded server, DSN, migrations, re-pricing stored cost
+rows) and `usage-simulator`."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import time
@@ -31,7 +33,27 @@ def db_main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="say whether the embedded PostgreSQL runs, and where")
     commands.add_parser("dsn", help="print the DSN for psql and BI tools")
     commands.add_parser("migrate", help="upgrade the openai_usage schema to the latest revision")
+    recompute = commands.add_parser(
+        "recompute-costs",
+        help="re-price stored cost rows with the current pricing rules (one transaction a day)",
+        description=(
+            "Recompute project_daily_costs and project_daily_cost_summary for every UTC day "
+            "that has usage (or cost rows) in the range, from the stored usage and the stored "
+            "price snapshot, with USAGE_PRICE_OVERRIDES. Run it once after upgrading to "
+            "migration 0004 (cache writes were counted twice before)."
+        ),
+    )
+    recompute.add_argument(
+        "--from", dest="first", type=dt.date.fromisoformat, default=dt.date.min,
+        help="first UTC day, YYYY-MM-DD (default: the first day with usage)",
+    )  # fmt: skip
+    recompute.add_argument(
+        "--to", dest="last", type=dt.date.fromisoformat, default=None,
+        help="last UTC day, inclusive, YYYY-MM-DD (default: the last day with usage)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.command == "recompute-costs" and args.last is not None and args.last < args.first:
+        parser.error("--to is before --from")
     try:
         if args.command == "start":
             server = embedded_db.ensure_running()
@@ -52,10 +74,33 @@ def db_main(argv: list[str] | None = None) -> int:
             url = resolve_url()
             migrate(url)
             print(f"openai_usage schema is at the latest revision on {safe_url(url)}")
+        elif args.command == "recompute-costs":
+            _recompute_costs(args.first, args.last)
     except UsageAssetsError as exc:
         print(f"usage-db: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _recompute_costs(first: dt.date, last: dt.date | None) -> None:
+    from usage_assets.cost_attribution import PricingInputs, money, recompute_costs
+    from usage_assets.database import engine_for, prepare_schema
+    from usage_assets.resources import PricingResource
+
+    url = resolve_url()
+    engine = engine_for(url)
+    prepare_schema(engine, auto_migrate=settings.auto_migrate())
+    overrides = PricingResource(overrides_file=settings.price_overrides()).overrides_path()
+    end = dt.date.max if last is None else last + dt.timedelta(days=1)
+    done = recompute_costs(engine, first, end, PricingInputs(overrides))
+    if not done.days:
+        print(f"no usage or cost rows to recompute on {safe_url(url)}")
+        return
+    print(
+        f"recomputed {len(done.days)} days ({done.days[0]} .. {done.days[-1]}) on "
+        f"{safe_url(url)}: estimated cost {money(done.cost_before_usd)} -> "
+        f"{money(done.cost_after_usd)}"
+    )
 
 
 def simulator_main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """Cost attribution in PostgreSQL: priced usage per day, project, model, batch flag and tier.
 
 Everything is set-based SQL over `v_usage_token_kinds` (token kinds, with the fallback for older
-rows) and `estimate_cost_usd()` (the pricing rules), both defined once by migration 0002. Python
-only resolves model names and keeps the price snapshot current.
+rows) and `estimate_cost_usd()` (the pricing rules), both defined once by migration 0004 (the
+cache-write retentions; 0002 before it). Python only resolves model names and keeps the price
+snapshot current.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import Connection, Engine, text
 from usage_assets.models import SCHEMA, TOKEN_KINDS
 from usage_assets.pricing import (
     OVERRIDE_SOURCE,
+    PriceRow,
     SyncReport,
     genai_price_rows,
     load_overrides,
@@ -29,11 +31,13 @@ S = SCHEMA
 KIND_SUMS = ",\n".join(f"sum({kind})::bigint AS {kind}" for kind in TOKEN_KINDS)
 KIND_ARGS = ", ".join(f"a.{kind}" for kind in TOKEN_KINDS)
 KIND_COLUMNS = ", ".join(TOKEN_KINDS)
+#: The cache-write total (30m + 12h): stored beside its parts, priced through them.
+CACHE_WRITE_TOTAL = "input_cache_write_tokens"
 
 PRICE_USAGE_SQL = f"""
 INSERT INTO {S}.project_daily_costs (
     usage_date, project_id, model, batch, service_tier, model_ref, price_id,
-    input_tokens, output_tokens, num_model_requests, {KIND_COLUMNS},
+    input_tokens, output_tokens, num_model_requests, {KIND_COLUMNS}, {CACHE_WRITE_TOTAL},
     breakdown_fallback, cost_usd, unpriced_reason)
 WITH a AS (
     SELECT usage_date, project_id, model, batch, service_tier,
@@ -41,6 +45,7 @@ WITH a AS (
            sum(output_tokens)::bigint AS output_tokens,
            sum(num_model_requests)::bigint AS num_model_requests,
            {KIND_SUMS},
+           sum({CACHE_WRITE_TOTAL})::bigint AS {CACHE_WRITE_TOTAL},
            bool_or(breakdown_fallback) AS breakdown_fallback
     FROM {S}.v_usage_token_kinds
     WHERE bucket_start >= :start AND bucket_start < :end
@@ -48,7 +53,7 @@ WITH a AS (
 )
 SELECT a.usage_date, a.project_id, a.model, a.batch, a.service_tier, al.model_ref,
        (mp.price).price_id, a.input_tokens, a.output_tokens, a.num_model_requests,
-       {KIND_ARGS},
+       {KIND_ARGS}, a.{CACHE_WRITE_TOTAL},
        a.breakdown_fallback,
        priced.cost_usd,
        CASE WHEN priced.cost_usd IS NULL
@@ -121,46 +126,121 @@ def _lock_days(conn: Connection, table: str, first: dt.date, end: dt.date) -> No
 def price_usage(engine: Engine, first: dt.date, end: dt.date, inputs: PricingInputs) -> SyncReport:
     """Recompute `project_daily_costs` for [first, end) in one transaction."""
     overrides = load_overrides(inputs.override_file)  # a bad file fails before any write
-    bounds = _bounds(first, end)
     with engine.begin() as conn:
-        report = sync_price_snapshot(
-            conn, [*genai_price_rows(), *overrides], reprice=inputs.reprice
-        )
-        models = conn.execute(
-            text(
-                f"SELECT DISTINCT model FROM {S}.completions_usage_hourly "
-                "WHERE bucket_start >= :start AND bucket_start < :end_ts AND model IS NOT NULL"
-            ),
-            bounds,
-        ).scalars()
-        sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
-        _lock_days(conn, "project_daily_costs", first, end)
-        # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
-        conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
-        conn.execute(
-            text(
-                f"DELETE FROM {S}.project_daily_costs "
-                "WHERE usage_date >= :first AND usage_date < :end"
-            ),
-            bounds,
-        )
-        conn.execute(text(PRICE_USAGE_SQL), {"start": bounds["start"], "end": bounds["end_ts"]})
+        return _price_days(conn, first, end, [*genai_price_rows(), *overrides], overrides,
+                           reprice=inputs.reprice)  # fmt: skip
+
+
+def _price_days(
+    conn: Connection,
+    first: dt.date,
+    end: dt.date,
+    prices: list[PriceRow],
+    overrides: list[PriceRow],
+    *,
+    reprice: bool,
+) -> SyncReport:
+    bounds = _bounds(first, end)
+    report = sync_price_snapshot(conn, prices, reprice=reprice)
+    models = conn.execute(
+        text(
+            f"SELECT DISTINCT model FROM {S}.completions_usage_hourly "
+            "WHERE bucket_start >= :start AND bucket_start < :end_ts AND model IS NOT NULL"
+        ),
+        bounds,
+    ).scalars()
+    sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
+    _lock_days(conn, "project_daily_costs", first, end)
+    # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
+    conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
+    conn.execute(
+        text(
+            f"DELETE FROM {S}.project_daily_costs WHERE usage_date >= :first AND usage_date < :end"
+        ),
+        bounds,
+    )
+    conn.execute(text(PRICE_USAGE_SQL), {"start": bounds["start"], "end": bounds["end_ts"]})
     return report
 
 
 def summarize_costs(engine: Engine, first: dt.date, end: dt.date) -> int:
     """Recompute `project_daily_cost_summary` for [first, end) in one transaction; rows written."""
-    bounds = _bounds(first, end)
     with engine.begin() as conn:
-        _lock_days(conn, "project_daily_cost_summary", first, end)
+        return _summarize_days(conn, first, end)
+
+
+def _summarize_days(conn: Connection, first: dt.date, end: dt.date) -> int:
+    bounds = _bounds(first, end)
+    _lock_days(conn, "project_daily_cost_summary", first, end)
+    conn.execute(
+        text(
+            f"DELETE FROM {S}.project_daily_cost_summary "
+            "WHERE usage_date >= :first AND usage_date < :end"
+        ),
+        bounds,
+    )
+    return int(conn.execute(text(SUMMARY_SQL), bounds).rowcount)
+
+
+# --------------------------------------------------------------------------- recompute
+
+COST_DAYS_SQL = f"""
+SELECT DISTINCT (bucket_start AT TIME ZONE 'UTC')::date AS day
+FROM {S}.completions_usage_hourly
+WHERE bucket_start >= :start AND bucket_start < :end_ts
+UNION
+SELECT usage_date FROM {S}.project_daily_costs WHERE usage_date >= :first AND usage_date < :end
+UNION
+SELECT usage_date FROM {S}.project_daily_cost_summary
+WHERE usage_date >= :first AND usage_date < :end
+ORDER BY day
+"""
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    days: list[dt.date]
+    cost_before_usd: Decimal
+    cost_after_usd: Decimal
+
+
+def _stored_cost(conn: Connection, day: dt.date) -> Decimal:
+    return Decimal(
         conn.execute(
-            text(
-                f"DELETE FROM {S}.project_daily_cost_summary "
-                "WHERE usage_date >= :first AND usage_date < :end"
-            ),
-            bounds,
-        )
-        return int(conn.execute(text(SUMMARY_SQL), bounds).rowcount)
+            text(f"SELECT coalesce(sum(cost_usd), 0) FROM {S}.project_daily_costs "
+                 "WHERE usage_date = :day"),
+            {"day": day},
+        ).scalar_one()
+    )  # fmt: skip
+
+
+def recompute_costs(
+    engine: Engine,
+    first: dt.date = dt.date.min,
+    end: dt.date = dt.date.max,
+    inputs: PricingInputs | None = None,
+) -> Recomputed:
+    """Re-price every day in [first, end) that has usage or cost rows, with the current rules
+    and the stored price snapshot: cost rows and the per-project summary, one transaction a day.
+
+    For cost rows priced before a rule changed (migration 0004: cache writes were counted
+    twice). A day's usage is not fetched again; a day's rows are replaced, never appended.
+    """
+    inputs = inputs or PricingInputs(None)
+    overrides = load_overrides(inputs.override_file)  # a bad file fails before any write
+    prices = [*genai_price_rows(), *overrides]
+    bounds = _bounds(first, end)
+    with engine.connect() as conn:
+        days = list(conn.execute(text(COST_DAYS_SQL), bounds).scalars())
+    before = after = Decimal(0)
+    for day in days:
+        with engine.begin() as conn:
+            before += _stored_cost(conn, day)
+            _price_days(conn, day, day + dt.timedelta(days=1), prices, overrides,
+                        reprice=inputs.reprice)  # fmt: skip
+            _summarize_days(conn, day, day + dt.timedelta(days=1))
+            after += _stored_cost(conn, day)
+    return Recomputed(days, before, after)
 
 
 # --------------------------------------------------------------------------- check queries
@@ -229,16 +309,19 @@ def raw_totals(engine: Engine, first: dt.date, end: dt.date) -> tuple[int, int, 
 
 
 def kind_mismatches(engine: Engine, first: dt.date, end: dt.date) -> int:
-    """Cost rows whose token kinds do not add up to their input/output totals."""
+    """Cost rows whose token kinds do not add up to their input/output totals, or whose
+    cache-write total is not its 30-minute and 12-hour parts (each token priced exactly once)."""
     inputs = " + ".join(k for k in TOKEN_KINDS if k.startswith("input_"))
     outputs = " + ".join(k for k in TOKEN_KINDS if k.startswith("output_"))
+    parts = "input_cache_write_30m_tokens + input_cache_write_12h_tokens"
     with engine.connect() as conn:
         return int(
             conn.execute(
                 text(
                     f"SELECT count(*) FROM {S}.project_daily_costs "
                     "WHERE usage_date >= :first AND usage_date < :end "
-                    f"AND ({inputs} <> input_tokens OR {outputs} <> output_tokens)"
+                    f"AND ({inputs} <> input_tokens OR {outputs} <> output_tokens "
+                    f"OR {CACHE_WRITE_TOTAL} <> {parts})"
                 ),
                 _bounds(first, end),
             ).scalar_one()
@@ -264,7 +347,8 @@ def unpriced_usage(engine: Engine, first: dt.date, end: dt.date) -> list[tuple[A
 
 
 def negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
-    columns = ["input_tokens", "output_tokens", "num_model_requests", "cost_usd", *TOKEN_KINDS]
+    columns = ["input_tokens", "output_tokens", "num_model_requests", "cost_usd", *TOKEN_KINDS,
+               CACHE_WRITE_TOTAL]  # fmt: skip
     condition = " OR ".join(f"{c} < 0" for c in columns)
     with engine.connect() as conn:
         return int(

@@ -47,6 +47,7 @@ REQUIRED_METRICS: tuple[str, ...] = ("input_tokens", "output_tokens", "num_model
 OPTIONAL_METRICS: tuple[str, ...] = (
     "input_cached_tokens",
     "input_cache_write_tokens",
+    "input_cache_write_30m_tokens",
     "input_cache_write_12h_tokens",
     "input_uncached_tokens",
     "input_text_tokens",
@@ -111,7 +112,12 @@ class CompletionsUsageHourly(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger)
     num_model_requests: Mapped[int] = mapped_column(BigInteger)
     input_cached_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_cache_write_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    input_cache_write_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment="All input written to the cache: 30-minute and 12-hour retention."
+    )
+    input_cache_write_30m_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment="30-minute cache writes; NULL in older responses (total - 12h)."
+    )
     input_cache_write_12h_tokens: Mapped[int | None] = mapped_column(BigInteger)
     input_uncached_tokens: Mapped[int | None] = mapped_column(BigInteger)
     input_text_tokens: Mapped[int | None] = mapped_column(BigInteger)
@@ -298,11 +304,13 @@ class ModelPrice(Base):
     )
 
 
-#: Token kinds priced separately, in cost-table column order.
+#: Token kinds priced separately, in cost-table column order. They add up to `input_tokens` and
+#: `output_tokens` exactly. `input_cache_write_tokens` (the cache-write total, 30m + 12h) is in
+#: the cost table too, but is not a kind of its own: its two parts are.
 TOKEN_KINDS: tuple[str, ...] = (
     "input_text_uncached_tokens",
     "input_text_cached_tokens",
-    "input_cache_write_tokens",
+    "input_cache_write_30m_tokens",
     "input_cache_write_12h_tokens",
     "input_audio_uncached_tokens",
     "input_audio_cached_tokens",
@@ -344,7 +352,10 @@ class ProjectDailyCost(Base):
     num_model_requests: Mapped[int] = mapped_column(BigInteger)
     input_text_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
     input_text_cached_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_cache_write_tokens: Mapped[int] = mapped_column(
+        BigInteger, comment="All cache writes: input_cache_write_30m_tokens + _12h_tokens"
+    )
+    input_cache_write_30m_tokens: Mapped[int] = mapped_column(BigInteger)
     input_cache_write_12h_tokens: Mapped[int] = mapped_column(BigInteger)
     input_audio_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
     input_audio_cached_tokens: Mapped[int] = mapped_column(BigInteger)

@@ -489,6 +489,59 @@ def test_simulated_bill_is_priced_usage_within_half_a_percent(
     assert any(billed[key] != usd for key, usd in expected.items())  # noisy, not an estimate
 
 
+@pytest.mark.parametrize(
+    "day",
+    [dt.date(2025, 11, 20), dt.date(2025, 6, 2)],
+    ids=["with-the-30m-field", "without-the-30m-field"],
+)
+def test_simulated_bill_prices_each_cache_write_once(
+    simulator: SimulatedAdminAPI, day: dt.date
+) -> None:
+    """The bill follows the API reference: `input_cache_write_tokens` is the total of both
+    retentions, so "cache writes" bills the 30-minute part (the 30m field, else total - 12h)
+    and "cache writes - 12hr" the 12-hour part, each once; "input" is what is left."""
+    snapshot = data_snapshot.get_snapshot()
+    start = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
+    when = dt.datetime.combine(day, dt.time(12), dt.UTC)
+    expected: dict[tuple[str | None, str], Decimal] = {}
+    other_tiers: set[tuple[str | None, str]] = set()  # billed at flex/priority rates
+    saw_30m_field = False
+    for hour in range(start, start + ONE_DAY, 3600):
+        for r in simulator.org.hour_results(hour):
+            if r["service_tier"] not in ("default", "scale"):
+                other_tiers.add((r["project_id"], r["model"]))
+            _, info = snapshot.find_provider_model(r["model"], None, "openai", None)
+            prices = info.get_prices(when)
+            input_rate = prices.input_mtok
+            write_rate = prices.cache_write_mtok or input_rate
+            write_12h_rate = getattr(prices, "cache_write_12h_mtok", None) or write_rate
+            assert isinstance(input_rate, Decimal) and isinstance(write_12h_rate, Decimal)
+            total, write_12h = r["input_cache_write_tokens"], r["input_cache_write_12h_tokens"]
+            saw_30m_field |= "input_cache_write_30m_tokens" in r
+            write_30m = r.get("input_cache_write_30m_tokens", total - write_12h)
+            audio = r["input_audio_tokens"]
+            uncached = r["input_tokens"] - r["input_cached_tokens"] - total - audio
+            factor = Decimal("0.5") if r["batch"] else Decimal(1)
+            for kind, usd in (
+                ("cache writes", write_30m * write_rate),
+                ("cache writes - 12hr", write_12h * write_12h_rate),
+                ("input", uncached * input_rate + audio * Decimal(40)),
+            ):
+                key = (r["project_id"], f"{r['model']}, {kind}")
+                expected[key] = expected.get(key, Decimal(0)) + usd * factor / 1_000_000
+    assert saw_30m_field is (day >= simulator.org.cache_write_30m_since)
+    [bucket] = http_costs(simulator, start, start + ONE_DAY)
+    billed = {(r["project_id"], r["line_item"]): Decimal(r["amount"]["value"])
+              for r in bucket["results"]}  # fmt: skip
+    compared = set()
+    for (project, line_item), usd in expected.items():
+        if (project, line_item.rsplit(", ", 1)[0]) in other_tiers or usd == 0:
+            continue
+        assert abs(billed[(project, line_item)] / usd - 1) <= Decimal("0.005"), line_item
+        compared.add(line_item.rsplit(", ", 1)[1])
+    assert compared == {"cache writes", "cache writes - 12hr", "input"}
+
+
 def test_simulated_costs_endpoint_validates_and_groups(simulator: SimulatedAdminAPI) -> None:
     url = simulator.base_url + COSTS_PATH
     for params, message in [

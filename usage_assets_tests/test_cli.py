@@ -149,3 +149,12 @@ def test_usage_backfill_runs_a_range_in_chunks_with_progress(empty_url: str) -> 
         assert [d.isoformat() for d in days] == ["2025-11-18", "2025-11-19", "2025-11-20"]
     bad = run("usage-backfill", "2025-11-20", "2025-11-18", env=env)
     assert bad.returncode == 2 and "last is before first" in bad.stderr
+
+
+def test_recompute_costs_refuses_a_backwards_range(capsys: pytest.CaptureFixture[str]) -> None:
+    from usage_assets.cli import db_main
+
+    with pytest.raises(SystemExit) as exit_:
+        db_main(["recompute-costs", "--from", "2025-11-20", "--to", "2025-11-19"])
+    assert exit_.value.code == 2
+    assert "--to is before --from" in capsys.readouterr().err

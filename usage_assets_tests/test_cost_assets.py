@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -186,3 +187,240 @@ def test_estimated_vs_billed_reconciliation(
     unpriced = run(0.01, None)
     assert not unpriced.passed
     assert "gpt-4o-audio-preview" in str(unpriced.metadata["worst_line_items"].value)
+
+
+# ---------------------------------------------------------------------------- a day priced by hand
+
+#: Every rate of every override row, USD per 1M tokens. gpt-4.1 is in genai-prices (the override
+#: wins on its tiers); acme-omni is known only here. Distinct rates for every kind, so a token
+#: counted in the wrong kind, or twice, changes the figure.
+HAND_PRICES = """
+prices:
+  - model: gpt-4.1
+    input_mtok: 2.0
+    cache_read_mtok: 0.5
+    cache_write_mtok: 2.5
+    cache_write_12h_mtok: 4.0
+    input_audio_mtok: 40
+    cache_audio_read_mtok: 2.5
+    input_image_mtok: 3.0
+    cache_image_read_mtok: 0.75
+    output_mtok: 8.0
+    output_audio_mtok: 80
+    output_image_mtok: 32
+  - model: gpt-4.1
+    batch: true
+    input_mtok: 1.0
+    cache_read_mtok: 0.25
+    cache_write_mtok: 1.25
+    cache_write_12h_mtok: 2.0
+    input_audio_mtok: 20
+    cache_audio_read_mtok: 1.25
+    input_image_mtok: 1.5
+    cache_image_read_mtok: 0.375
+    output_mtok: 4.0
+    output_audio_mtok: 40
+    output_image_mtok: 16
+  - model: acme-omni
+    input_mtok: 1.1
+    cache_read_mtok: 0.11
+    cache_write_mtok: 1.375
+    cache_write_12h_mtok: 2.2
+    input_audio_mtok: 33
+    cache_audio_read_mtok: 3.3
+    input_image_mtok: 1.7
+    cache_image_read_mtok: 0.17
+    output_mtok: 4.4
+    output_audio_mtok: 66
+    output_image_mtok: 13
+  - model: acme-omni
+    service_tier: flex
+    input_mtok: 0.55
+    cache_read_mtok: 0.055
+    cache_write_mtok: 0.6875
+    cache_write_12h_mtok: 1.1
+    input_audio_mtok: 16.5
+    cache_audio_read_mtok: 1.65
+    input_image_mtok: 0.85
+    cache_image_read_mtok: 0.085
+    output_mtok: 2.2
+    output_audio_mtok: 33
+    output_image_mtok: 6.5
+"""
+
+
+def usd(tokens: int, rate: str) -> Decimal:
+    return tokens * Decimal(rate) / Decimal(1_000_000)
+
+
+def load_hours(engine: Engine, day: dt.date, hours: dict[int, list[dict[str, Any]]]) -> None:
+    from usage_assets.admin_api import UsageBucket
+    from usage_assets.normalize import DaySummary
+    from usage_assets.storage import LoadInfo, replace_day
+
+    start = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
+    summary = DaySummary(day)
+    buckets = [
+        UsageBucket(start + h * 3600, start + (h + 1) * 3600, results)
+        for h, results in sorted(hours.items())
+    ]
+    info = LoadInfo(group_by=["project_id"], simulated=True, source_url="test", dagster_run_id=None)
+    replace_day(engine, summary, summary.rows(buckets), info)
+
+
+def test_a_fixed_day_priced_by_hand(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    """Three projects, two models, batch, flex, scale and a NULL tier, rows with and without the
+    30-minute cache-write field and one older row priced by the fallback: the cost assets'
+    figures per project equal a hand computation of the README rules."""
+    from .test_pricing import result
+
+    overrides = tmp_path / "prices.yaml"
+    overrides.write_text(HAND_PRICES)
+    gpt, omni = "gpt-4.1-2025-04-14", "acme-omni"
+    legacy = {
+        # No breakdown by modality (older data), but the cache-write total and its 12h part.
+        "object": "organization.usage.completions.result", "project_id": "proj_gamma",
+        "user_id": None, "api_key_id": None, "model": gpt, "batch": False,
+        "service_tier": "default", "api_source": None, "input_tokens": 20_000,
+        "output_tokens": 2_000, "num_model_requests": 4, "input_cached_tokens": 6_000,
+        "input_cache_write_tokens": 3_000, "input_cache_write_12h_tokens": 1_000,
+    }  # fmt: skip
+    load_hours(engine, dt.date.fromisoformat(DAY), {
+        10: [
+            result(gpt, "proj_alpha", input_text_tokens=12_000, input_cached_text_tokens=30_000,
+                   input_cache_write_30m_tokens=5_000, input_cache_write_12h_tokens=2_000,
+                   input_image_tokens=1_500, input_cached_image_tokens=800,
+                   output_text_tokens=4_000, output_image_tokens=300),
+            result(gpt, "proj_alpha", batch=True, input_text_tokens=50_000,
+                   input_cached_text_tokens=20_000, input_cache_write_12h_tokens=4_000,
+                   output_text_tokens=9_000),
+            result(omni, "proj_beta", input_text_tokens=3_000, input_audio_tokens=6_000,
+                   input_cached_audio_tokens=2_000, input_cache_write_30m_tokens=700,
+                   input_cache_write_12h_tokens=300, output_text_tokens=1_000,
+                   output_audio_tokens=5_000),
+            legacy,
+        ],
+        11: [
+            result(gpt, "proj_alpha", with_30m=False, input_text_tokens=8_000,
+                   input_cached_text_tokens=10_000, input_cache_write_30m_tokens=3_000,
+                   input_cache_write_12h_tokens=1_000, output_text_tokens=2_500),
+        ],
+        12: [
+            result(omni, "proj_beta", tier="flex", with_30m=False, input_text_tokens=20_000,
+                   input_cached_text_tokens=5_000, input_cache_write_30m_tokens=1_200,
+                   input_cache_write_12h_tokens=800, input_image_tokens=900,
+                   output_text_tokens=6_000, output_image_tokens=100),
+        ],
+        13: [
+            result(omni, "proj_beta", tier="scale", input_text_tokens=4_000,
+                   input_cache_write_30m_tokens=400, output_text_tokens=700),
+            result(omni, "proj_beta", tier=None, input_text_tokens=1_000,
+                   input_cached_text_tokens=500, output_text_tokens=200),
+        ],
+    })  # fmt: skip
+
+    alpha = (
+        # gpt-4.1, default tier, hours 10 and 11 (hour 11 without the 30m field: 4,000 - 1,000).
+        usd(12_000 + 8_000, "2.0") + usd(30_000 + 10_000, "0.5")
+        + usd(5_000 + 3_000, "2.5") + usd(2_000 + 1_000, "4.0")
+        + usd(1_500, "3.0") + usd(800, "0.75") + usd(4_000 + 2_500, "8.0") + usd(300, "32")
+        # gpt-4.1 batch: only 12-hour writes (the 30m part is 0).
+        + usd(50_000, "1.0") + usd(20_000, "0.25") + usd(4_000, "2.0") + usd(9_000, "4.0")
+    )  # fmt: skip
+    beta = (
+        # acme-omni default: audio in, cached audio, writes, audio out.
+        usd(3_000, "1.1") + usd(6_000, "33") + usd(2_000, "3.3") + usd(700, "1.375")
+        + usd(300, "2.2") + usd(1_000, "4.4") + usd(5_000, "66")
+        # acme-omni flex, no 30m field: 2,000 written, 800 of them for 12 hours.
+        + usd(20_000, "0.55") + usd(5_000, "0.055") + usd(1_200, "0.6875") + usd(800, "1.1")
+        + usd(900, "0.85") + usd(6_000, "2.2") + usd(100, "6.5")
+        # scale: prepaid capacity, at the default rates.
+        + usd(4_000, "1.1") + usd(400, "1.375") + usd(700, "4.4")
+        # a NULL tier is the default tier.
+        + usd(1_000, "1.1") + usd(500, "0.11") + usd(200, "4.4")
+    )  # fmt: skip
+    gamma = (
+        # Fallback: uncached text = 20,000 - 6,000 cached - 3,000 written = 11,000; of the
+        # 3,000 written, 1,000 for 12 hours.
+        usd(11_000, "2.0") + usd(6_000, "0.5") + usd(2_000, "2.5") + usd(1_000, "4.0")
+        + usd(2_000, "8.0")
+    )  # fmt: skip
+
+    pricing = PricingResource(overrides_file=str(overrides))
+    result_ = dg.materialize(
+        [project_daily_costs, project_daily_cost_summary],
+        partition_key=DAY,
+        resources={"usage_db": UsageDatabase(url=database_url), "pricing": pricing},
+    )
+    assert result_.success
+    checks = check_results(result_)
+    assert checks["tokens_match_usage"].passed, checks["tokens_match_usage"].metadata
+    assert checks["all_usage_priced"].passed
+    assert checks["no_negative_values"].passed
+    with engine.connect() as conn:
+        per_project = dict(
+            conn.execute(
+                text(
+                    "SELECT project_id, sum(cost_usd) FROM openai_usage.project_daily_costs "
+                    "GROUP BY project_id"
+                )
+            ).all()
+        )
+        summary = dict(
+            conn.execute(
+                text("SELECT project_id, cost_usd FROM openai_usage.project_daily_cost_summary")
+            ).all()
+        )
+        fallback = conn.execute(
+            text(
+                "SELECT breakdown_fallback, input_text_uncached_tokens, "
+                "input_cache_write_tokens, input_cache_write_30m_tokens, "
+                "input_cache_write_12h_tokens FROM openai_usage.project_daily_costs "
+                "WHERE project_id = 'proj_gamma'"
+            )
+        ).one()
+    expected = {"proj_alpha": alpha, "proj_beta": beta, "proj_gamma": gamma}
+    assert set(per_project) == set(expected) == set(summary)
+    for project, usd_ in expected.items():
+        assert abs(per_project[project] - usd_) < Decimal("1e-6"), project
+        assert abs(summary[project] - usd_) < Decimal("1e-6"), project
+    assert tuple(fallback) == (True, 11_000, 3_000, 2_000, 1_000)
+
+
+def test_token_kinds_must_add_up_to_input_tokens(engine: Engine, database_url: str) -> None:
+    """Each input token is in exactly one priced kind: consistent rows pass the check, a row
+    whose cache-write parts do not make up what input_tokens counts fails it."""
+    from .test_pricing import result
+
+    def run() -> dg.AssetCheckEvaluation:
+        outcome = dg.materialize(
+            [project_daily_costs],
+            partition_key=DAY,
+            resources={"usage_db": UsageDatabase(url=database_url), "pricing": PricingResource()},
+        )
+        assert outcome.success
+        return check_results(outcome)["tokens_match_usage"]
+
+    day = dt.date.fromisoformat(DAY)
+    writes = {"input_text_tokens": 1_000, "input_cache_write_30m_tokens": 300,
+              "input_cache_write_12h_tokens": 200, "output_text_tokens": 10}  # fmt: skip
+    load_hours(
+        engine,
+        day,
+        {
+            10: [
+                result("gpt-4o-2024-08-06", "p", **writes),
+                result("gpt-4o-2024-08-06", "q", with_30m=False, **writes),
+            ]
+        },
+    )
+    passed = run()
+    assert passed.passed, passed.metadata
+    assert passed.metadata["rows_whose_token_kinds_do_not_add_up"].value == 0
+
+    broken = result("gpt-4o-2024-08-06", "p", **writes)
+    broken["input_cache_write_30m_tokens"] = 250  # 250 + 200 is not the total of 500
+    load_hours(engine, day, {10: [broken]})
+    failed = run()
+    assert not failed.passed
+    assert failed.metadata["rows_whose_token_kinds_do_not_add_up"].value == 1

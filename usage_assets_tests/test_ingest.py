@@ -26,10 +26,10 @@ ADMIN_KEY = "sk-admin-TESTKEY0123456789abcdefSECRET"
 BUSINESS_COLUMNS = (
     "bucket_start, bucket_end, project_id, user_id, api_key_id, model, batch, service_tier, "
     "api_source, input_tokens, output_tokens, num_model_requests, input_cached_tokens, "
-    "input_cache_write_tokens, input_cache_write_12h_tokens, input_uncached_tokens, "
-    "input_text_tokens, input_audio_tokens, input_image_tokens, input_cached_text_tokens, "
-    "input_cached_audio_tokens, input_cached_image_tokens, output_text_tokens, "
-    "output_audio_tokens, output_image_tokens, result"
+    "input_cache_write_tokens, input_cache_write_30m_tokens, input_cache_write_12h_tokens, "
+    "input_uncached_tokens, input_text_tokens, input_audio_tokens, input_image_tokens, "
+    "input_cached_text_tokens, input_cached_audio_tokens, input_cached_image_tokens, "
+    "output_text_tokens, output_audio_tokens, output_image_tokens, result"
 )
 
 

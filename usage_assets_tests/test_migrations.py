@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -21,7 +25,7 @@ from usage_assets.database import (
 from usage_assets.errors import SchemaNotReadyError
 from usage_assets.models import METRICS, SCHEMA, USAGE_COPY_COLUMNS, VERSION_TABLE, Base
 
-from .conftest import create_database, drop_database
+from .conftest import create_database, drop_database, libpq
 
 
 @pytest.fixture
@@ -160,3 +164,198 @@ def test_planner_knows_how_many_daily_cost_groups_there_are(engine: Engine) -> N
     estimated = plan[0]["Plan"]["Plan Rows"]
     assert actual == 500
     assert actual / 2 <= estimated <= actual * 2, f"planner expects {estimated} groups"
+
+
+# ---------------------------------------------------------------- 0004: cache writes priced once
+
+RECOMPUTE_PRICES = """
+- model: acme-cache
+  input_mtok: 1
+  cache_read_mtok: 0.1
+  cache_write_mtok: 1.25
+  cache_write_12h_mtok: 2
+  input_audio_mtok: 10
+  cache_audio_read_mtok: 1
+  input_image_mtok: 1.5
+  cache_image_read_mtok: 0.15
+  output_mtok: 4
+  output_audio_mtok: 20
+  output_image_mtok: 6
+"""
+#: The cost columns of the old rule (migration 0002): the cache-write total priced as if it were
+#: the 30-minute part, and the 12-hour part again.
+OLD_KINDS = (
+    "input_text_uncached_tokens, input_text_cached_tokens, input_cache_write_tokens, "
+    "input_cache_write_12h_tokens, input_audio_uncached_tokens, input_audio_cached_tokens, "
+    "input_image_uncached_tokens, input_image_cached_tokens, output_text_tokens, "
+    "output_audio_tokens, output_image_tokens"
+)
+OLD_RULE_COSTS = f"""
+INSERT INTO {SCHEMA}.project_daily_costs (usage_date, project_id, model, batch, service_tier,
+    model_ref, price_id, input_tokens, output_tokens, num_model_requests, {OLD_KINDS},
+    breakdown_fallback, cost_usd)
+SELECT a.*, {SCHEMA}.estimate_cost_usd(p, {OLD_KINDS})
+FROM (
+    SELECT k.usage_date, k.project_id, k.model, k.batch, k.service_tier, p.model_ref, p.price_id,
+           sum(input_tokens), sum(output_tokens), sum(num_model_requests),
+           {", ".join(f"sum({kind}) AS {kind}" for kind in OLD_KINDS.split(", "))},
+           bool_or(breakdown_fallback)
+    FROM {SCHEMA}.v_usage_token_kinds k
+    JOIN {SCHEMA}.model_prices p ON p.model_ref = k.model AND p.superseded_at IS NULL
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
+) a
+JOIN {SCHEMA}.model_prices p USING (price_id)
+"""
+
+
+def _usage_at_0003(engine: Engine, day: str, project: str, **metrics: int | None) -> None:
+    columns = ", ".join(metrics)
+    values = ", ".join(f":{name}" for name in metrics)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {SCHEMA}.completions_usage_hourly (bucket_start, bucket_end, "
+                f"project_id, model, batch, service_tier, num_model_requests, result, {columns}) "
+                f"VALUES (CAST(:day || ' 10:00+00' AS timestamptz), "
+                "CAST(:day || ' 11:00+00' AS timestamptz), :project, 'acme-cache', "
+                f"false, 'default', 1, '{{}}', {values})"
+            ),
+            {"day": day, "project": project, **metrics},
+        )
+
+
+def _costs(engine: Engine) -> dict[tuple[str, str], tuple[Any, ...]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.usage_date::text, c.project_id, c.cost_usd, s.cost_usd "
+                f"FROM {SCHEMA}.project_daily_costs c JOIN {SCHEMA}.project_daily_cost_summary s "
+                "USING (usage_date, project_id)"
+            )
+        ).all()
+    return {
+        (day, project): (Decimal(cost), Decimal(summary)) for day, project, cost, summary in rows
+    }
+
+
+def test_cost_rows_of_the_old_rule_are_recomputed_by_one_command(
+    fresh_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Cost rows stored under 0003 double-count 12-hour cache writes; after the upgrade,
+    `usage-db recompute-costs` re-prices them (a range first, then everything)."""
+    from usage_assets.cli import db_main
+    from usage_assets.cost_attribution import summarize_costs
+    from usage_assets.pricing import load_overrides, sync_price_snapshot
+
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(RECOMPUTE_PRICES)
+    migrate(fresh_url, "0003")
+    engine = engine_for(fresh_url)
+    # As the API reports them: the cache-write total includes the 12-hour part.
+    modern = {"input_tokens": 15_000, "output_tokens": 1_000, "input_cached_tokens": 2_000,
+              "input_cache_write_tokens": 3_000, "input_cache_write_12h_tokens": 1_000,
+              "input_text_tokens": 10_000, "input_cached_text_tokens": 2_000,
+              "output_text_tokens": 1_000}  # fmt: skip
+    older = {"input_tokens": 8_000, "output_tokens": 500, "input_cached_tokens": 1_000,
+             "input_cache_write_tokens": 2_000, "input_cache_write_12h_tokens": 500}  # fmt: skip
+    for day in ("2025-11-19", "2025-11-20"):
+        _usage_at_0003(engine, day, "proj_a", **modern)
+        _usage_at_0003(engine, day, "proj_b", **older)
+    with engine.begin() as conn:  # priced as the 0003 code did, with 0003's SQL functions
+        sync_price_snapshot(conn, load_overrides(prices))
+        conn.execute(text(OLD_RULE_COSTS))
+    summarize_costs(engine, dt.date(2025, 11, 19), dt.date(2025, 11, 21))
+
+    M = Decimal(1_000_000)
+    # Old rule: proj_a's 3,000 written at $1.25 and its 1,000 12-hour ones again at $2;
+    # proj_b's uncached text lost its 500 12-hour writes twice (8,000 - 1,000 - 2,000 - 500).
+    old_a = (10_000 * 1 + 2_000 * Decimal("0.1") + 3_000 * Decimal("1.25") + 1_000 * 2
+             + 1_000 * 4) / M  # fmt: skip
+    old_b = (4_500 * 1 + 1_000 * Decimal("0.1") + 2_000 * Decimal("1.25") + 500 * 2
+             + 500 * 4) / M  # fmt: skip
+    # New rule: 30-minute writes = total - 12h, each part once; uncached text of the older row
+    # = 8,000 - 1,000 cached - 2,000 written.
+    new_a = (10_000 * 1 + 2_000 * Decimal("0.1") + 2_000 * Decimal("1.25") + 1_000 * 2
+             + 1_000 * 4) / M  # fmt: skip
+    new_b = (5_000 * 1 + 1_000 * Decimal("0.1") + 1_500 * Decimal("1.25") + 500 * 2
+             + 500 * 4) / M  # fmt: skip
+    stale = {(d, p): (c, c) for d in ("2025-11-19", "2025-11-20")
+             for p, c in (("proj_a", old_a), ("proj_b", old_b))}  # fmt: skip
+    assert _costs(engine) == stale
+
+    migrate(fresh_url)  # 0004: the new column is filled; the stored costs are not re-priced
+    with engine.connect() as conn:
+        parts = conn.execute(
+            text(
+                "SELECT DISTINCT project_id, input_cache_write_tokens, "
+                f"input_cache_write_30m_tokens, input_cache_write_12h_tokens "
+                f"FROM {SCHEMA}.project_daily_costs ORDER BY 1"
+            )
+        ).all()
+    assert [tuple(p) for p in parts] == [
+        ("proj_a", 3_000, 2_000, 1_000),
+        ("proj_b", 2_000, 1_500, 500),
+    ]
+    assert _costs(engine) == stale
+
+    monkeypatch.setenv("USAGE_DATABASE_URL", libpq(fresh_url))
+    monkeypatch.setenv("USAGE_PRICE_OVERRIDES", str(prices))
+    monkeypatch.setenv("USAGE_AUTO_MIGRATE", "false")
+    assert db_main(["recompute-costs", "--from", "2025-11-20", "--to", "2025-11-20"]) == 0
+    assert "recomputed 1 days (2025-11-20 .. 2025-11-20)" in capsys.readouterr().out
+    assert _costs(engine) == {
+        **stale,
+        ("2025-11-20", "proj_a"): (new_a, new_a),
+        ("2025-11-20", "proj_b"): (new_b, new_b),
+    }
+    assert db_main(["recompute-costs"]) == 0
+    assert "recomputed 2 days (2025-11-19 .. 2025-11-20)" in capsys.readouterr().out
+    fixed = {(d, p): (c, c) for d in ("2025-11-19", "2025-11-20")
+             for p, c in (("proj_a", new_a), ("proj_b", new_b))}  # fmt: skip
+    assert _costs(engine) == fixed
+    assert db_main(["recompute-costs"]) == 0  # idempotent
+    assert _costs(engine) == fixed
+
+
+def _definitions(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        views = conn.execute(
+            text(
+                "SELECT viewname, definition FROM pg_views WHERE schemaname = :s "
+                "AND viewname IN ('v_usage_token_kinds', 'v_api_key_daily_cost')"
+            ),
+            {"s": SCHEMA},
+        ).all()
+        functions = conn.execute(
+            text(
+                "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p "
+                "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = :s"
+            ),
+            {"s": SCHEMA},
+        ).all()
+    return {name: body for name, body in [*views, *functions]}
+
+
+def test_0004_downgrade_restores_the_0003_rules(fresh_url: str) -> None:
+    migrate(fresh_url, "0003")
+    engine = engine_for(fresh_url)
+    before = _definitions(engine)
+    migrate(fresh_url)
+    upgraded = _definitions(engine)
+    assert upgraded.keys() == before.keys()
+    assert upgraded["v_usage_token_kinds"] != before["v_usage_token_kinds"]
+    assert "cache_write_30m" in upgraded["estimate_cost_by_kind"]
+    with engine.connect() as conn:
+        conn.execute(text("SET ROLE usage_readonly"))  # the recreated views keep their grants
+        for view in ("v_usage_token_kinds", "v_api_key_daily_cost"):
+            conn.execute(text(f"SELECT * FROM {SCHEMA}.{view}")).all()
+        conn.execute(text("RESET ROLE"))
+    command.downgrade(alembic_config(fresh_url), "0003")
+    assert _definitions(engine) == before
+    columns = {c["name"] for c in inspect(engine).get_columns("project_daily_costs", SCHEMA)}
+    assert "input_cache_write_30m_tokens" not in columns
+    migrate(fresh_url)
+    assert _definitions(engine) == upgraded

@@ -54,7 +54,8 @@ def sample_result(**changes: Any) -> dict[str, Any]:
         "output_tokens": 1000,
         "num_model_requests": 5,
         "input_cached_tokens": 4000,
-        "input_cache_write_tokens": 100,
+        "input_cache_write_tokens": 150,  # the total: 30-minute and 12-hour writes
+        "input_cache_write_30m_tokens": 100,
         "input_cache_write_12h_tokens": 50,
         "input_uncached_tokens": 850,
         "input_text_tokens": 500,
@@ -171,6 +172,21 @@ def test_absent_or_null_optional_metrics_become_none() -> None:
     record = as_record(normalize_result(nulls, BUCKET, 0))
     assert all(record[name] is None for name in OPTIONAL_METRICS)
     assert json.loads(record["result"]) == nulls
+
+
+def test_cache_write_total_and_parts_land_in_their_columns() -> None:
+    record = as_record(normalize_result(sample_result(), BUCKET, 0))
+    assert (
+        record["input_cache_write_tokens"],
+        record["input_cache_write_30m_tokens"],
+        record["input_cache_write_12h_tokens"],
+    ) == (150, 100, 50)
+    # Older responses have the total and the 12-hour part only.
+    older = sample_result()
+    del older["input_cache_write_30m_tokens"]
+    record = as_record(normalize_result(older, BUCKET, 0))
+    assert record["input_cache_write_30m_tokens"] is None
+    assert (record["input_cache_write_tokens"], record["input_cache_write_12h_tokens"]) == (150, 50)
 
 
 def test_zero_is_not_none() -> None:

@@ -23,11 +23,13 @@ HOUR = int(dt.datetime(2025, 11, 20, 10, tzinfo=dt.UTC).timestamp())
 M = Decimal(1_000_000)
 
 
-def result(model: str, project: str, *, batch: bool = False, tier: str = "default",
-           **metrics: int) -> dict[str, Any]:  # fmt: skip
-    """A modern result: every breakdown field present (zero unless given)."""
+def result(model: str, project: str, *, batch: bool = False, tier: str | None = "default",
+           with_30m: bool = True, **metrics: int) -> dict[str, Any]:  # fmt: skip
+    """A modern result: every breakdown field present (zero unless given). Cache writes are
+    given as their parts; `input_cache_write_tokens` is their total, as the API reports it, and
+    `with_30m=False` leaves the 30-minute field out, as older responses do."""
     fields = {
-        "input_cached_tokens": 0, "input_cache_write_tokens": 0,
+        "input_cached_tokens": 0, "input_cache_write_30m_tokens": 0,
         "input_cache_write_12h_tokens": 0, "input_text_tokens": 0, "input_audio_tokens": 0,
         "input_image_tokens": 0, "input_cached_text_tokens": 0, "input_cached_audio_tokens": 0,
         "input_cached_image_tokens": 0, "output_text_tokens": 0, "output_audio_tokens": 0,
@@ -42,14 +44,17 @@ def result(model: str, project: str, *, batch: bool = False, tier: str = "defaul
         + fields["input_cached_audio_tokens"]
         + fields["input_cached_image_tokens"]
     )
+    writes = fields["input_cache_write_30m_tokens"] + fields["input_cache_write_12h_tokens"]
     fields["input_uncached_tokens"] = inputs
     fields["input_cached_tokens"] = cached
+    fields["input_cache_write_tokens"] = writes
+    if not with_30m:
+        del fields["input_cache_write_30m_tokens"]
     return {
         "object": "organization.usage.completions.result",
         "project_id": project, "user_id": None, "api_key_id": "key_x", "model": model,
         "batch": batch, "service_tier": tier, "api_source": "unlabeled",
-        "input_tokens": inputs + cached + fields["input_cache_write_tokens"]
-        + fields["input_cache_write_12h_tokens"],
+        "input_tokens": inputs + cached + writes,
         "output_tokens": fields["output_text_tokens"] + fields["output_audio_tokens"]
         + fields["output_image_tokens"],
         "num_model_requests": 3,
@@ -156,12 +161,30 @@ prices:
 
 def test_cache_writes_and_image_tokens(engine: Engine) -> None:
     # gpt-4.1 has no cache-write or image rates in genai-prices: cache writes are priced as
-    # input ($2), 12h writes likewise, image input as text input; output $8.
-    load(engine, [result("gpt-4.1-2025-04-14", "cw", input_text_tokens=1_000,
-                         input_cache_write_tokens=2_000, input_cache_write_12h_tokens=3_000,
-                         input_image_tokens=4_000, output_text_tokens=100)])  # fmt: skip
-    cost = costs(engine)["cw"][0]
-    assert cost == ((1_000 + 2_000 + 3_000 + 4_000) * Decimal("2") + 100 * Decimal("8")) / M
+    # input ($2), 12h writes likewise, image input as text input; output $8. The 5,000 written
+    # tokens (2,000 for 30 minutes, 3,000 for 12 hours) are priced once, with or without the
+    # 30-minute field: the API's input_cache_write_tokens (5,000) is their total.
+    tokens = {"input_text_tokens": 1_000, "input_cache_write_30m_tokens": 2_000,
+              "input_cache_write_12h_tokens": 3_000, "input_image_tokens": 4_000,
+              "output_text_tokens": 100}  # fmt: skip
+    load(engine, [result("gpt-4.1-2025-04-14", "cw", **tokens),
+                  result("gpt-4.1-2025-04-14", "no30m", with_30m=False, **tokens)])  # fmt: skip
+    got = costs(engine)
+    expected = ((1_000 + 2_000 + 3_000 + 4_000) * Decimal("2") + 100 * Decimal("8")) / M
+    assert got["cw"][0] == expected
+    assert got["no30m"][0] == expected
+    with engine.connect() as conn:
+        kinds = conn.execute(
+            text(
+                "SELECT project_id, input_cache_write_tokens, input_cache_write_30m_tokens, "
+                "input_cache_write_12h_tokens, input_text_uncached_tokens "
+                "FROM openai_usage.project_daily_costs ORDER BY project_id"
+            )
+        ).all()
+    assert [tuple(k) for k in kinds] == [
+        ("cw", 5_000, 2_000, 3_000, 1_000),
+        ("no30m", 5_000, 2_000, 3_000, 1_000),
+    ]
 
 
 def test_negotiated_override_with_effective_dates(engine: Engine, tmp_path: Path) -> None:
@@ -232,6 +255,40 @@ def test_older_rows_use_the_documented_fallback(engine: Engine) -> None:
     assert fallback is True and reason is None
     # uncached text = input_tokens - input_cached_tokens; NULL tier is the default tier.
     assert cost == (1_000 * Decimal("0.15") + 4_000 * Decimal("0.075") + 1_000 * Decimal("0.6")) / M
+
+
+def test_fallback_subtracts_cache_writes_once(engine: Engine, tmp_path: Path) -> None:
+    # An older row with no breakdown by modality but the cache-write total (3,000) and its
+    # 12-hour part (1,000): uncached text = 10,000 - 4,000 cached - 3,000 written, and the
+    # 3,000 written are 2,000 for 30 minutes and 1,000 for 12 hours.
+    row = {
+        "object": "organization.usage.completions.result", "project_id": "legacy",
+        "user_id": None, "api_key_id": None, "model": "acme-llm", "batch": False,
+        "service_tier": "default", "api_source": None, "input_tokens": 10_000,
+        "output_tokens": 0, "input_cached_tokens": 4_000, "input_cache_write_tokens": 3_000,
+        "input_cache_write_12h_tokens": 1_000, "num_model_requests": 1,
+    }  # fmt: skip
+    load(engine, [row])
+    overrides = write_yaml(tmp_path, """
+- model: acme-llm
+  input_mtok: 1
+  cache_read_mtok: 0.1
+  cache_write_mtok: 1.25
+  cache_write_12h_mtok: 2
+  output_mtok: 4
+""")  # fmt: skip
+    cost, reason, _, _, _, fallback = costs(engine, overrides)["legacy"]
+    assert fallback is True and reason is None
+    assert (
+        cost
+        == (
+            3_000 * Decimal(1)
+            + 4_000 * Decimal("0.1")
+            + 2_000 * Decimal("1.25")
+            + 1_000 * Decimal(2)
+        )
+        / M
+    )
 
 
 def test_repricing_is_explicit(engine: Engine) -> None:

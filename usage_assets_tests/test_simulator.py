@@ -41,6 +41,10 @@ def utc(*args: int) -> int:
 DAY = utc(2025, 6, 2)
 #: A day of older data, before the default `breakdown_since` (2025-01-01).
 LEGACY_DAY = utc(2024, 12, 30)
+#: A day after the default `cache_write_30m_since` (2025-09-01): the 30-minute field is there.
+SPLIT_DAY = utc(2025, 11, 20)
+#: Results after `breakdown_since` but before `cache_write_30m_since` lack only this field.
+CACHE_WRITE_30M = "input_cache_write_30m_tokens"
 COMPLETIONS = "/organization/usage/completions"
 FAST_RETRY = RetrySettings(initial_backoff_seconds=0.001, max_backoff_seconds=0.01)
 
@@ -282,17 +286,34 @@ def test_legacy_data_lacks_breakdown_fields(org: SyntheticOrganization) -> None:
         assert "input_text_tokens" not in r
         assert set(REQUIRED_METRICS) <= r.keys()
     for r in new:
-        assert set(METRICS) <= r.keys()
-        assert set(OPTIONAL_METRICS) <= r.keys()
+        assert set(METRICS) - {CACHE_WRITE_30M} <= r.keys()
+        assert CACHE_WRITE_30M not in r  # the cache-write total and its 12h part only
+    split = day_results(org, SPLIT_DAY)
+    assert split and all(set(METRICS) <= r.keys() for r in split)
 
 
 def test_breakdown_since_is_configurable_and_switches_at_midnight() -> None:
-    org = SyntheticOrganization(breakdown_since=dt.date(2025, 6, 2))
+    org = SyntheticOrganization(
+        breakdown_since=dt.date(2025, 6, 2), cache_write_30m_since=dt.date(2025, 6, 2)
+    )
     before = [r for h in range(DAY - 3 * HOUR, DAY, HOUR) for r in org.hour_results(h)]
     after = [r for h in range(DAY, DAY + 3 * HOUR, HOUR) for r in org.hour_results(h)]
     assert before and after
     assert all("input_text_tokens" not in r for r in before)
     assert all(set(OPTIONAL_METRICS) <= r.keys() for r in after)
+
+
+def test_cache_write_30m_since_is_configurable_and_switches_at_midnight() -> None:
+    org = SyntheticOrganization(cache_write_30m_since=dt.date(2025, 6, 3))
+    before = day_results(org, DAY)
+    after = day_results(org, DAY + DAY_SECONDS)
+    assert before and after
+    assert all(CACHE_WRITE_30M not in r and "input_cache_write_tokens" in r for r in before)
+    assert all(CACHE_WRITE_30M in r for r in after)
+    # The same usage either way: the field is left out, the total still includes it.
+    same_usage = SyntheticOrganization(cache_write_30m_since=dt.date(2025, 6, 2))
+    for older, newer in zip(before, day_results(same_usage, DAY), strict=True):
+        assert older == {k: v for k, v in newer.items() if k != CACHE_WRITE_30M}
 
 
 def test_legacy_day_over_http_lacks_breakdown_fields(sim: SimulatedAdminAPI) -> None:
@@ -309,16 +330,20 @@ def test_legacy_day_over_http_lacks_breakdown_fields(sim: SimulatedAdminAPI) -> 
 
 
 def test_modern_results_are_internally_consistent(org: SyntheticOrganization) -> None:
-    results = day_results(org, DAY, days=2)
-    assert results
-    for r in results:
-        assert all(isinstance(r[m], int) and r[m] >= 0 for m in METRICS), r
+    without_30m = day_results(org, DAY, days=2)
+    with_30m = day_results(org, SPLIT_DAY, days=2)
+    assert without_30m and with_30m
+    for r in without_30m + with_30m:
+        assert all(isinstance(r[m], int) and r[m] >= 0 for m in METRICS if m in r), r
+        # input_cache_write_tokens is ALL cache writes, the 12-hour ones included.
         assert r["input_tokens"] == (
-            r["input_uncached_tokens"]
-            + r["input_cached_tokens"]
-            + r["input_cache_write_tokens"]
-            + r["input_cache_write_12h_tokens"]
+            r["input_uncached_tokens"] + r["input_cached_tokens"] + r["input_cache_write_tokens"]
         ), r
+        assert r["input_cache_write_12h_tokens"] <= r["input_cache_write_tokens"], r
+        if CACHE_WRITE_30M in r:
+            assert r["input_cache_write_tokens"] == (
+                r[CACHE_WRITE_30M] + r["input_cache_write_12h_tokens"]
+            ), r
         assert r["input_uncached_tokens"] == (
             r["input_text_tokens"] + r["input_audio_tokens"] + r["input_image_tokens"]
         ), r
@@ -331,9 +356,14 @@ def test_modern_results_are_internally_consistent(org: SyntheticOrganization) ->
             r["output_text_tokens"] + r["output_audio_tokens"] + r["output_image_tokens"]
         ), r
         assert r["num_model_requests"] >= 1
-    # The breakdowns are not trivially zero across the board.
-    for name in ("input_cached_tokens", "input_cache_write_tokens", "input_audio_tokens"):
-        assert any(r[name] for r in results), name
+    # The breakdowns are not trivially zero across the board; both retentions are written.
+    for name in ("input_cached_tokens", "input_cache_write_tokens", "input_audio_tokens",
+                 "input_cache_write_12h_tokens"):  # fmt: skip
+        assert any(r[name] for r in without_30m), name
+    assert any(r[CACHE_WRITE_30M] for r in with_30m)
+    assert any(
+        r["input_cache_write_12h_tokens"] and r[CACHE_WRITE_30M] for r in with_30m
+    )  # a total that is more than its 12-hour part
 
 
 def test_legacy_results_are_consistent(org: SyntheticOrganization) -> None:
@@ -345,17 +375,40 @@ def test_legacy_results_are_consistent(org: SyntheticOrganization) -> None:
 # ---------------------------------------------------------------------------- grouping, filters
 
 
+def reported(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The metrics every one of `results` reports, after checking that they report the same
+    ones (DAY is before `cache_write_30m_since`: everything but the 30-minute field)."""
+    names = [m for m in METRICS if m in results[0]]
+    assert all([m for m in METRICS if m in r] == names for r in results)
+    assert set(METRICS) - set(names) == {CACHE_WRITE_30M}
+    return names
+
+
 def test_fully_grouped_day_sums_to_ungrouped_totals(org: SyntheticOrganization) -> None:
     grouped = org.usage_results(DAY, DAY + DAY_SECONDS, group_by=list(DIMENSIONS))
     (ungrouped,) = org.usage_results(DAY, DAY + DAY_SECONDS, group_by=[])
     assert all(ungrouped[d] is None for d in DIMENSIONS)
-    for name in METRICS:
+    names = reported([ungrouped, *grouped])
+    for name in names:
         assert sum(r[name] for r in grouped) == ungrouped[name], name
     # And both equal the raw hourly data.
     raw = day_results(org, DAY)
-    for name in METRICS:
+    for name in names:
         assert sum(r[name] for r in raw) == ungrouped[name], name
     assert len({group_key(r) for r in grouped}) == len(grouped)
+
+
+def test_grouped_cache_writes_keep_their_parts(org: SyntheticOrganization) -> None:
+    """Summed over a day and grouped by project, the total is still its two parts."""
+    grouped = org.usage_results(SPLIT_DAY, SPLIT_DAY + DAY_SECONDS, group_by=["project_id"])
+    raw = day_results(org, SPLIT_DAY)
+    assert grouped and all(set(METRICS) <= r.keys() for r in grouped)
+    for name in ("input_cache_write_tokens", CACHE_WRITE_30M, "input_cache_write_12h_tokens"):
+        assert sum(r[name] for r in grouped) == sum(r[name] for r in raw), name
+    for r in grouped:
+        assert r["input_cache_write_tokens"] == (
+            r[CACHE_WRITE_30M] + r["input_cache_write_12h_tokens"]
+        )
 
 
 def test_grouped_and_ungrouped_agree_over_http(sim: SimulatedAdminAPI) -> None:
@@ -364,7 +417,7 @@ def test_grouped_and_ungrouped_agree_over_http(sim: SimulatedAdminAPI) -> None:
     ungrouped = get_usage(sim, window).json()["data"]
     assert len(grouped) == len(ungrouped) == 1
     (total,) = ungrouped[0]["results"]
-    for name in METRICS:
+    for name in reported([total, *grouped[0]["results"]]):
         assert sum(r[name] for r in grouped[0]["results"]) == total[name], name
 
 
@@ -479,7 +532,7 @@ def test_daily_bucket_equals_sum_of_hourly_and_minute_buckets(
     hours = get_usage(sim, hourly(DAY, 24)).json()["data"]
     assert len(hours) == 24
     (day_total,) = day_bucket["results"]
-    for name in METRICS:
+    for name in reported([day_total, *(r for b in hours for r in b["results"])]):
         assert sum(r[name] for b in hours for r in b["results"]) == day_total[name], name
 
     hour_start = DAY + 14 * HOUR

@@ -5,8 +5,11 @@ UTC day, project and model there is one line item per token kind (`"<model>, inp
 `"<model>, cached input"`, `"<model>, cache writes"`, `"<model>, cache writes - 12hr"`,
 `"<model>, output"`) with tokens, priced at genai-prices' rates for the usage's service tier
 (its flex/priority variant, else OpenAI's usual tier factor), batch usage at half price, and
-audio tokens at a flat $40/M in and $80/M out. Each line item then gets a
-deterministic noise of at most ±0.5%, so the bill is close to, but not exactly, an estimate.
+audio tokens at a flat $40/M in and $80/M out. Cache writes are billed once per retention:
+`input_cache_write_tokens` is their total, so the 30-minute part ("cache writes") is the 30m
+field, or the total minus the 12-hour part ("cache writes - 12hr") where the field is absent.
+Each line item then gets a deterministic noise of at most ±0.5%, so the bill is close to, but
+not exactly, an estimate.
 
 Amounts go out as JSON numbers for some line items and as decimal strings for others (both are
 seen from the real API), chosen by a stable hash: the same request always gets the same body.
@@ -115,8 +118,11 @@ def _priced_kinds(result: dict[str, Any], rates: Rates) -> dict[str, tuple[int, 
     """
     cached = result.get("input_cached_tokens") or 0
     cached_audio = result.get("input_cached_audio_tokens") or 0
-    cache_write = result.get("input_cache_write_tokens") or 0
+    cache_write_total = result.get("input_cache_write_tokens") or 0
     cache_write_12h = result.get("input_cache_write_12h_tokens") or 0
+    cache_write = result.get("input_cache_write_30m_tokens")
+    if cache_write is None:  # older responses: the total and its 12-hour part only
+        cache_write = cache_write_total - cache_write_12h
     audio_in = result.get("input_audio_tokens") or 0
     audio_out = result.get("output_audio_tokens") or 0
     other_in = result["input_tokens"] - cached - cache_write - cache_write_12h - audio_in

@@ -6,7 +6,10 @@ simulator serves. The organization has what real ones have: several projects (on
 default project, reported with a null project_id; one archived, without usage), users,
 service-account keys with no user, playground usage with no key, dated snapshots and a
 fine-tuned model, batch and every service tier, quiet hours with no usage, and data before
-`breakdown_since` that lacks the newer breakdown fields (as older API data does).
+`breakdown_since` that lacks the newer breakdown fields (as older API data does). Cache writes
+come as the API reports them: `input_cache_write_tokens` is the total of both retentions, split
+into `input_cache_write_30m_tokens` (absent before `cache_write_30m_since`, as in older
+responses) and `input_cache_write_12h_tokens`.
 """
 
 from __future__ import annotations
@@ -131,6 +134,9 @@ class SyntheticOrganization:
     stream_count: int = 48
     #: Results before this UTC day lack the breakdown fields, like older real data.
     breakdown_since: dt.date = dt.date(2025, 1, 1)
+    #: Results before this UTC day (and after `breakdown_since`) have the cache-write total and
+    #: its 12-hour part, but no `input_cache_write_30m_tokens`, like older responses.
+    cache_write_30m_since: dt.date = dt.date(2025, 9, 1)
     #: Extra fields added to every result, to rehearse API drift ("fields added tomorrow").
     extra_result_fields: Mapping[str, Any] = field(default_factory=dict)
     #: Chance that a whole hour has no usage at all.
@@ -257,6 +263,7 @@ class SyntheticOrganization:
             return []
         daylight = 0.35 + 0.65 * max(0.0, 1 - abs(when.hour - 15) / 10)
         modern = when.date() >= self.breakdown_since
+        with_30m = when.date() >= self.cache_write_30m_since
         results = []
         for stream in self.streams:
             roll, size = rng.random(), rng.random()
@@ -265,11 +272,11 @@ class SyntheticOrganization:
             if not self.always_active and roll > stream.activity * daylight:
                 continue
             requests = 1 + int(stream.volume * size * (3 if stream.batch else 1))
-            results.append(self._result(stream, requests, rng, modern))
+            results.append(self._result(stream, requests, rng, modern, with_30m))
         return results
 
     def _result(
-        self, stream: Stream, requests: int, rng: random.Random, modern: bool
+        self, stream: Stream, requests: int, rng: random.Random, modern: bool, with_30m: bool
     ) -> dict[str, Any]:
         model = stream.model
         per_in = model.input_per_request * rng.uniform(0.5, 1.5)
@@ -282,9 +289,9 @@ class SyntheticOrganization:
         cached_text = int(text_in * cached_share)
         cached_audio = int(audio_in * cached_share * 0.5)
         cached_image = 0
-        cache_write = int((text_in - cached_text) * 0.05) if modern and cached_share else 0
+        cache_write_30m = int((text_in - cached_text) * 0.05) if modern and cached_share else 0
         cache_write_12h = int((text_in - cached_text) * 0.02) if cached_share >= 0.4 else 0
-        uncached_text = text_in - cached_text - cache_write - cache_write_12h
+        uncached_text = text_in - cached_text - cache_write_30m - cache_write_12h
         uncached_audio = audio_in - cached_audio
         total_out = int(per_out * requests)
         audio_out = int(total_out * 0.7) if model.audio else 0
@@ -293,7 +300,9 @@ class SyntheticOrganization:
             "output_tokens": total_out,
             "num_model_requests": requests,
             "input_cached_tokens": cached_text + cached_audio + cached_image,
-            "input_cache_write_tokens": cache_write,
+            # The total of both retentions, and its two parts.
+            "input_cache_write_tokens": cache_write_30m + cache_write_12h,
+            "input_cache_write_30m_tokens": cache_write_30m,
             "input_cache_write_12h_tokens": cache_write_12h,
             "input_uncached_tokens": uncached_text + uncached_audio + image_in,
             "input_text_tokens": uncached_text,
@@ -310,6 +319,8 @@ class SyntheticOrganization:
             # Older data: no cache writes existed, and only the original fields were reported.
             metrics["input_cached_tokens"] = cached_text + cached_audio
             metrics = {name: metrics[name] for name in LEGACY_METRICS}
+        elif not with_30m:
+            del metrics["input_cache_write_30m_tokens"]  # total and 12h only, as older responses
         result: dict[str, Any] = {"object": RESULT_OBJECT}
         result.update(zip(DIMENSIONS, _stream_key(stream), strict=True))
         result.update(metrics)
