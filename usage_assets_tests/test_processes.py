@@ -32,7 +32,8 @@ def test_a_child_stops_on_sigterm_although_this_process_ignores_it(sigterm_ignor
     child = processes.spawn([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline() == "up\n"
-        ignored = int(open(f"/proc/{child.pid}/status").read().split("SigIgn:")[1].split()[0], 16)
+        status = Path(f"/proc/{child.pid}/status").read_text()
+        ignored = int(status.split("SigIgn:")[1].split()[0], 16)
         assert not ignored & (1 << (signal.SIGTERM - 1)), "the child inherited SIG_IGN"
     finally:
         # A grace long enough that SIGKILL could only come from a child ignoring SIGTERM.
@@ -75,6 +76,6 @@ def test_leftovers_are_found_by_ancestry_and_by_marker(tmp_path: Path) -> None:
 
 def _state(pid: int) -> str:
     try:
-        return open(f"/proc/{pid}/status").read().split("State:")[1].split()[0]
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
     except (FileNotFoundError, IndexError):
         return "gone"
