@@ -15,11 +15,20 @@ from usage_assets.errors import UsageAssetsError
 
 
 def _dsn() -> str:
-    """The libpq DSN of the usage database (BI tools, psql); passwords masked."""
+    """The libpq DSN of the usage database (BI tools, psql): the embedded server's with its
+    password (the one way to get in), USAGE_DATABASE_URL's masked (the user has it already)."""
     if settings.database_url():
         return safe_url(resolve_url()).replace("postgresql+psycopg://", "postgresql://")
     server = embedded_db.default_server()
     return server.dsn()
+
+
+def _embedded_summary(server: embedded_db.EmbeddedServer) -> str:
+    """Where the embedded server is, password masked (`usage-db dsn` prints it)."""
+    return (
+        f"{server.safe_dsn()} (data: {server.pgdata}; password in {server.password_file}, "
+        "`usage-db dsn` prints the full DSN)"
+    )
 
 
 def db_main(argv: list[str] | None = None) -> int:
@@ -57,13 +66,13 @@ def db_main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "start":
             server = embedded_db.ensure_running()
-            print(f"embedded PostgreSQL running: {server.dsn()} (data: {server.pgdata})")
+            print(f"embedded PostgreSQL running: {_embedded_summary(server)}")
         elif args.command == "stop":
             print("stopped" if embedded_db.stop() else "not running")
         elif args.command == "status":
             server = embedded_db.default_server()
             state = "running" if embedded_db.is_running(server) else "stopped"
-            print(f"embedded PostgreSQL {state}: {server.dsn()} (data: {server.pgdata})")
+            print(f"embedded PostgreSQL {state}: {_embedded_summary(server)}")
             if settings.database_url():
                 print(f"USAGE_DATABASE_URL is set, so usage_assets uses {_dsn()}")
         elif args.command == "dsn":

@@ -88,15 +88,30 @@ def test_usage_db_dsn_starts_the_embedded_server(tmp_path: Path) -> None:
         dsn = run("usage-db", "dsn", env=env)
         assert dsn.returncode == 0, dsn.stderr
         assert dsn.stdout.strip() == server.dsn()
-        assert run("usage-db", "migrate", env=env).returncode == 0
+        migrated = run("usage-db", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        assert server.password() not in migrated.stdout + migrated.stderr
         with psycopg.connect(dsn.stdout.strip()) as conn:
             tables = conn.execute(
                 "SELECT count(*) FROM information_schema.tables "
                 "WHERE table_schema = 'openai_usage' AND table_type = 'BASE TABLE'"
             ).fetchone()
         assert tables == (len(Base.metadata.tables) + 1,)  # and the Alembic version table
-        status = run("usage-db", "status", env=env)
-        assert "running" in status.stdout
+        # README: `psql "$(usage-db dsn)"`, with no other source of the password.
+        psql = subprocess.run(
+            ["/usr/bin/psql", "-w", "-X", "-tA", dsn.stdout.strip(), "-c", "SELECT current_user"],
+            env={"PGPASSFILE": str(tmp_path / "no-pgpass")},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (psql.returncode, psql.stdout.strip()) == (0, "postgres"), psql.stderr
+        # `dsn` is the one command that prints the password; the others mask it.
+        for command in ("start", "status"):
+            shown = run("usage-db", command, env=env)
+            assert shown.returncode == 0, shown.stderr
+            assert "running" in shown.stdout
+            assert "postgresql://postgres:***@127.0.0.1" in shown.stdout
+            assert str(server.password_file) in shown.stdout
+            assert server.password() not in shown.stdout + shown.stderr
     finally:
         assert run("usage-db", "stop", env=env).stdout.strip() == "stopped"
 
@@ -116,6 +131,7 @@ def test_quickstart_path_embedded_database_and_simulator(tmp_path: Path) -> None
         )  # fmt: skip
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "SIMULATED DATA" in done.stdout + done.stderr
+        assert server.password() not in done.stdout + done.stderr
         start = int(dt.datetime(2025, 11, 20, tzinfo=dt.UTC).timestamp())
         truth = SyntheticOrganization().totals_by_project(start, start + 86400)
         with psycopg.connect(server.dsn()) as conn:
