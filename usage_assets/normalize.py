@@ -4,8 +4,9 @@ Rows are produced one at a time, as the pages arrive, so a day of any size is ne
 memory: the caller streams them into the day's COPY. A wrong type, a negative count or a bucket
 outside its day raises PayloadError naming the bucket and field, which rolls the day's
 transaction back with the previous rows untouched. A group listed twice in one bucket is caught
-by the table's unique key in the same transaction (see `storage.replace_day`). Fields the API
-adds tomorrow are not an error: they stay in the `result` JSON column.
+by the table's unique key in the same transaction (see `storage.replace_day`), and a day
+missing some of its hours by `DaySummary.check_complete` once its buckets are exhausted. Fields
+the API adds tomorrow are not an error: they stay in the `result` JSON column.
 """
 
 from __future__ import annotations

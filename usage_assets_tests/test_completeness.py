@@ -482,7 +482,7 @@ def test_the_check_covers_every_day_of_a_range_run(engine: Engine, database_url:
     assert not evaluation.passed
     metadata = evaluation.metadata
     assert metadata["days_in_run"].value == metadata["closed_days_reloaded"].value == 3
-    assert [loss["usage_date"] for loss in metadata["losses"].value] == [  # type: ignore[union-attr]
+    assert [loss["usage_date"] for loss in metadata["losses"].value] == [
         "2025-11-18",
         "2025-11-19",
         "2025-11-20",
