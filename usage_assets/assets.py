@@ -1,13 +1,13 @@
 """The raw usage asset: one UTC day of completions usage per partition."""
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from usage_assets import policies
+from usage_assets import policies, settings
 from usage_assets.ingest import ingest_days
 from usage_assets.models import SCHEMA, Base, CompletionsUsageHourly
 from usage_assets.normalize import DaySummary
@@ -74,7 +74,85 @@ def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
         "top_projects_by_tokens": dg.MetadataValue.md(
             "| project_id | tokens |\n|---|---:|\n" + table if table else "_no usage_"
         ),
+        **revision_metadata(day),
     }
+
+
+def revision_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
+    """How much the day changed after the fact: vs the load it replaced and vs its first."""
+    revision = day.revision
+    if revision is None:
+        return {}
+    metadata: dict[str, dg.MetadataValue] = {
+        "revision": dg.MetadataValue.int(revision.revision),
+        "day_closed": dg.MetadataValue.bool(revision.closed),
+        "rows_vs_first_load": dg.MetadataValue.int(
+            revision.new.row_count - revision.first.row_count
+        ),
+        "tokens_vs_first_load": dg.MetadataValue.int(revision.new.tokens - revision.first.tokens),
+    }
+    if revision.previous is not None:
+        metadata["rows_vs_previous_load"] = dg.MetadataValue.int(
+            revision.new.row_count - revision.previous.row_count
+        )
+        metadata["tokens_vs_previous_load"] = dg.MetadataValue.int(
+            revision.new.tokens - revision.previous.tokens
+        )
+    return metadata
+
+
+RELOAD_CHECK = "reloads_do_not_lose_usage"
+
+
+def reload_check(days: Sequence[DaySummary], tolerance: float) -> dg.AssetCheckResult:
+    """Late usage only adds: a reload of a closed day whose tokens (input + output) fall by
+    more than `tolerance` of the load it replaced fails, naming each day's before and after."""
+    compared = 0
+    losses: list[dict[str, Any]] = []
+    for day in days:
+        revision = day.revision
+        if revision is None or revision.previous is None or not revision.closed:
+            continue
+        compared += 1
+        before, after = revision.previous, revision.new
+        if before.tokens - after.tokens > tolerance * before.tokens:
+            losses.append(
+                {
+                    "usage_date": day.day.isoformat(),
+                    "revision": revision.revision,
+                    "tokens_before": before.tokens,
+                    "tokens_after": after.tokens,
+                    "tokens_change": after.tokens - before.tokens,
+                    "tokens_change_pct": round(
+                        100 * (after.tokens - before.tokens) / before.tokens, 4
+                    ),
+                    "rows_before": before.row_count,
+                    "rows_after": after.row_count,
+                }
+            )
+    table = "\n".join(
+        f"| {loss['usage_date']} | {loss['tokens_before']:,} | {loss['tokens_after']:,} "
+        f"| {loss['tokens_change_pct']}% | {loss['rows_before']:,} | {loss['rows_after']:,} |"
+        for loss in losses
+    )
+    return dg.AssetCheckResult(
+        check_name=RELOAD_CHECK,
+        passed=not losses,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "tolerance": dg.MetadataValue.float(tolerance),
+            "days_in_run": dg.MetadataValue.int(len(days)),
+            "closed_days_reloaded": dg.MetadataValue.int(compared),
+            "days_losing_usage": dg.MetadataValue.int(len(losses)),
+            "losses": dg.MetadataValue.json(losses),
+            "losses_table": dg.MetadataValue.md(
+                "| day | tokens before | tokens after | change | rows before | rows after |\n"
+                "|---|---:|---:|---:|---:|---:|\n" + table
+                if table
+                else "_no reloaded closed day lost usage_"
+            ),
+        },
+    )
 
 
 @admin_api_asset(
@@ -88,8 +166,22 @@ def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
         "Hourly OpenAI token usage for one UTC day, per project, user, API key, model, batch "
         "flag, service tier and API source, exactly as the Admin Usage API reports it. Each "
         "partition replaces that day's rows in one transaction, so re-running a day is safe. "
-        "Token counts only: cost attribution is computed downstream."
+        "Token counts only: cost attribution is computed downstream. Complete days only: a "
+        "closed day must come with all 24 hourly buckets, or the day is refused and its "
+        "previous rows stay."
     ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            RELOAD_CHECK,
+            asset="completions_usage_hourly",
+            description=(
+                "Late usage only adds: no closed day of the run, reloaded, has fewer tokens "
+                "(input + output) than the load it replaced, beyond USAGE_REVISION_TOLERANCE. "
+                "Before and after figures per day in the metadata; the history is in "
+                "openai_usage.usage_day_revisions."
+            ),
+        )
+    ],
 )
 def completions_usage_hourly(
     context: dg.AssetExecutionContext,
@@ -102,7 +194,9 @@ def completions_usage_hourly(
     first_day, end_day = window_days(context)
     single_day = end_day - first_day == dt.timedelta(days=1)
     reports: list[tuple[dt.date, dict[str, Any]]] = []
+    days: list[DaySummary] = []
     with permanent_errors_fail_fast():
+        tolerance = settings.revision_tolerance()
         engine = usage_db.engine()  # schema checked before anything is fetched
         with openai_admin.connect(context.log) as api:
             info = LoadInfo(
@@ -119,7 +213,8 @@ def completions_usage_hourly(
                 metadata = day_metadata(day) | api.metadata(include_request_count=single_day)
                 metadata["group_by"] = dg.MetadataValue.text(", ".join(config.group_by))
                 reports.append((day.day, metadata))
+                days.append(day)
             context.log.info(f"{api.client.request_count} Admin API requests for this run")
     if info.simulated:
         context.log.warning("Materialized SIMULATED usage; set OPENAI_ADMIN_KEY for real data.")
-    return report_days(context, reports)
+    return report_days(context, reports, [reload_check(days, tolerance)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from usage_assets import settings
 from usage_assets.assets import completions_usage_hourly
 from usage_assets.checks import CHECKS, yesterday_landed_sensor
 from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor
@@ -14,6 +15,8 @@ from usage_assets.resources import (
     usage_database_from_env,
 )
 from usage_assets.schedules import JOBS, SCHEDULES
+
+settings.revision_tolerance()  # read by the usage asset at run time; a bad value fails the load
 
 defs = dg.Definitions(
     assets=[completions_usage_hourly, *COST_ASSETS, *ORGANIZATION_ASSETS],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 # OpenAI admin keys look like `sk-admin-…`; project keys `sk-proj-…`. Anything key-shaped is
@@ -40,6 +41,16 @@ class AdminAPIError(UsageAssetsError):
 
 class PayloadError(UsageAssetsError):
     """The Admin API answered 200 with a body that does not match the documented contract."""
+
+
+class IncompleteDayError(PayloadError):
+    """A UTC day came back without all the hourly buckets it must have (see
+    `ingest.ingest_days`): possibly a transient glitch, so the day is asked for again before
+    giving up; permanent like every PayloadError once it is raised to the step."""
+
+    def __init__(self, message: str, *, day: dt.date):
+        super().__init__(message)
+        self.day = day
 
 
 class SchemaNotReadyError(UsageAssetsError):

@@ -2,8 +2,15 @@
 
 Pages are streamed (up to 168 hourly buckets each, the API's maximum) straight into each day's
 COPY, inside that day's own transaction, which commits once the day's last bucket has arrived:
-memory stays at about one page, whatever the size of the day or the range. A day the API
-returns no buckets for is written as empty, so a re-run always converges on the API's answer.
+memory stays at about one page, whatever the size of the day or the range.
+
+Complete days only: the Usage API returns one bucket per period of the window, empty ones
+included, so a closed day must come with exactly its 24 hourly buckets, and today (still open)
+with its hours from 00:00 on, contiguous, up to the current hour at most. A short answer (no
+buckets, missing hours, a gap) never replaces a stored day: the check runs when the day's
+buckets are exhausted, inside its transaction, which rolls back. The day is then asked for
+again (from that day on; the days before it stay committed), up to `REASKS` times, before the
+run fails with the day and its missing hours.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, text
 
 from usage_assets.admin_api import AdminAPIClient
-from usage_assets.errors import AdminAPIError
+from usage_assets.errors import AdminAPIError, IncompleteDayError
 from usage_assets.models import SCHEMA, CompletionsUsageHourly
-from usage_assets.normalize import DaySummary, split_by_day
+from usage_assets.normalize import DaySummary, UsageRow, split_by_day
 from usage_assets.storage import LoadInfo, replace_day
 from usage_assets.usage_query import BUCKET_LIMITS, CompletionsUsageQuery
 
@@ -56,6 +63,16 @@ def _explain_group_by_rejection(group_by: Sequence[str]) -> Iterator[None]:
         raise
 
 
+#: Extra requests for a day that came back incomplete (a transient glitch) before giving up.
+REASKS = 2
+
+
+def hours_begun(day: dt.date, now: dt.datetime) -> int:
+    """How many hours of the UTC `day` have begun at `now`: 24 once the day has ended."""
+    elapsed = (now - dt.datetime.combine(day, dt.time(), dt.UTC)).total_seconds()
+    return max(0, min(24, int(elapsed // 3600) + 1))
+
+
 def ingest_days(
     client: AdminAPIClient,
     engine: Engine,
@@ -63,18 +80,29 @@ def ingest_days(
     end_day: dt.date,
     group_by: Sequence[str],
     info: LoadInfo,
+    *,
+    now: dt.datetime | None = None,
 ) -> Iterator[DaySummary]:
     """Fetch and write every day of [first_day, end_day) in order; yields each day's summary
-    once its transaction has committed."""
-    query = usage_query_for_days(first_day, end_day, group_by)
-    expected = first_day
+    once its transaction has committed. `now` (default: the clock) decides which days are
+    closed and how many hours of today have begun."""
+    now = now or dt.datetime.now(dt.UTC)
+    day, failed_day, failures = first_day, None, 0
     with _explain_group_by_rejection(group_by):
-        for summary, rows in split_by_day(client.iter_usage_buckets(query)):
-            yield from _write_empty_days(engine, expected, summary.day, info)
-            replace_day(engine, summary, rows, info)
-            expected = summary.day + dt.timedelta(days=1)
-            yield summary
-    yield from _write_empty_days(engine, expected, end_day, info)
+        while day < end_day:
+            try:
+                for summary in _ingest_from(client, engine, day, end_day, group_by, info, now):
+                    day = summary.day + dt.timedelta(days=1)
+                    yield summary
+            except IncompleteDayError as exc:
+                failures = failures + 1 if exc.day == failed_day else 1
+                failed_day = day = exc.day
+                if failures > REASKS:
+                    raise
+                client.log.warning(
+                    f"{exc}; the stored day is kept. Asking again from {day} "
+                    f"(attempt {failures + 1} of {REASKS + 1})."
+                )
     # After a bulk load, as PostgreSQL's docs advise: VACUUM sets the new rows' hint bits and
     # visibility once, here, instead of the cost SQL that follows in the same run dirtying (and
     # writing back) every page it first reads; ANALYZE refreshes the planner's statistics. Only
@@ -86,14 +114,41 @@ def ingest_days(
         )
 
 
-def _write_empty_days(
-    engine: Engine, first: dt.date, end: dt.date, info: LoadInfo
+def _ingest_from(
+    client: AdminAPIClient,
+    engine: Engine,
+    first_day: dt.date,
+    end_day: dt.date,
+    group_by: Sequence[str],
+    info: LoadInfo,
+    now: dt.datetime,
 ) -> Iterator[DaySummary]:
-    """Days of [first, end) the API has no buckets for are written as empty, so a re-run
-    converges on them."""
+    """One query for [first_day, end_day); raises IncompleteDayError at the first short day."""
+    query = usage_query_for_days(first_day, end_day, group_by)
+    expected = first_day
+    for summary, rows in split_by_day(client.iter_usage_buckets(query)):
+        yield from _days_without_buckets(engine, expected, summary.day, info, now)
+        summary.hours_begun = hours_begun(summary.day, now)
+        replace_day(engine, summary, _then_check(summary, rows), info)
+        expected = summary.day + dt.timedelta(days=1)
+        yield summary
+    yield from _days_without_buckets(engine, expected, end_day, info, now)
+
+
+def _then_check(summary: DaySummary, rows: Iterator[UsageRow]) -> Iterator[UsageRow]:
+    """The day's rows, then its completeness check, so that it fails before the commit."""
+    yield from rows
+    summary.check_complete()
+
+
+def _days_without_buckets(
+    engine: Engine, first: dt.date, end: dt.date, info: LoadInfo, now: dt.datetime
+) -> Iterator[DaySummary]:
+    """Days of [first, end) the API returned no bucket for: refused when closed (their stored
+    rows stay); today (or a later day) with no hour reported yet is written as empty."""
     day = first
     while day < end:
-        summary = DaySummary(day)
-        replace_day(engine, summary, (), info)
+        summary = DaySummary(day, hours_begun=hours_begun(day, now))
+        replace_day(engine, summary, _then_check(summary, iter(())), info)
         yield summary
         day += dt.timedelta(days=1)

@@ -154,6 +154,44 @@ class UsageLoad(Base):
     loaded_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # The day's totals, so the next reload knows what it replaces without scanning the day;
+    # NULL for days landed before migration 0005 (the next reload sums their rows once).
+    input_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UsageDayRevision(Base):
+    """Every load of a UTC day, with the figures it replaced: how much a day changed after
+    the fact (the evidence for USAGE_LOOKBACK_DAYS), and whether a reload lost usage."""
+
+    __tablename__ = "usage_day_revisions"
+    __table_args__ = (
+        {"comment": "One row per load of a UTC day of usage: previous and new figures."},
+    )
+
+    usage_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    revision: Mapped[int] = mapped_column(
+        Integer, primary_key=True, comment="1 for the day's first recorded load, then 2, 3, ..."
+    )
+    dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    loaded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    day_closed: Mapped[bool] = mapped_column(
+        Boolean, comment="The UTC day had ended when it was fetched (false: today, partial)."
+    )
+    bucket_count: Mapped[int] = mapped_column(Integer)
+    previous_row_count: Mapped[int | None] = mapped_column(
+        Integer, comment="NULL: nothing was loaded for the day before."
+    )
+    new_row_count: Mapped[int] = mapped_column(Integer)
+    previous_input_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    new_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    previous_output_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    new_output_tokens: Mapped[int] = mapped_column(BigInteger)
+    previous_num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
+    new_num_model_requests: Mapped[int] = mapped_column(BigInteger)
 
 
 #: Columns the bulk writer fills, in COPY order (everything but `id` and `ingested_at`).

@@ -4,8 +4,9 @@ Rows are produced one at a time, as the pages arrive, so a day of any size is ne
 memory: the caller streams them into the day's COPY. A wrong type, a negative count or a bucket
 outside its day raises PayloadError naming the bucket and field, which rolls the day's
 transaction back with the previous rows untouched. A group listed twice in one bucket is caught
-by the table's unique key in the same transaction (see `storage.replace_day`). Fields the API
-adds tomorrow are not an error: they stay in the `result` JSON column.
+by the table's unique key in the same transaction (see `storage.replace_day`), and a day
+missing some of its hours by `DaySummary.check_complete` once its buckets are exhausted. Fields
+the API adds tomorrow are not an error: they stay in the `result` JSON column.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from usage_assets.admin_api import UsageBucket, in_time_order
-from usage_assets.errors import PayloadError
+from usage_assets.errors import IncompleteDayError, PayloadError
 from usage_assets.models import DIMENSIONS, METRICS, OPTIONAL_METRICS, REQUIRED_METRICS
 
 RESULT_OBJECT = "organization.usage.completions.result"
@@ -111,6 +112,43 @@ def _rows(bucket: UsageBucket, results: Iterable[Any], first_index: int = 0) -> 
         raise _refuse(result, bucket, index)
 
 
+@dataclass(frozen=True)
+class DayTotals:
+    """One load of a day, as `usage_loads` and `usage_day_revisions` record it."""
+
+    row_count: int
+    input_tokens: int
+    output_tokens: int
+    num_model_requests: int
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class DayRevision:
+    """What a reload changed: `previous` is None on a day's first load; `first` is the first
+    load known (the load before migration 0005 for a day landed earlier)."""
+
+    revision: int
+    closed: bool
+    new: DayTotals
+    previous: DayTotals | None
+    first: DayTotals
+
+
+def _hour_ranges(hours: Iterable[int]) -> str:
+    """[0, 1, 2, 5] -> '00:00-02:00, 05:00'."""
+    spans: list[list[int]] = []
+    for hour in sorted(hours):
+        if spans and hour == spans[-1][1] + 1:
+            spans[-1][1] = hour
+        else:
+            spans.append([hour, hour])
+    return ", ".join(f"{a:02d}:00" if a == b else f"{a:02d}:00-{b:02d}:00" for a, b in spans)
+
+
 @dataclass
 class DaySummary:
     """One UTC day's totals, counted while its rows stream past: what its metadata reports."""
@@ -122,7 +160,17 @@ class DaySummary:
     output_tokens: int = 0
     num_model_requests: int = 0
     tokens_by_project: dict[str | None, int] = field(default_factory=dict)
+    #: Hours of the day begun when it was fetched: 24 for a closed day, fewer for today.
+    hours_begun: int = 24
+    #: The UTC hour of each bucket received, once per bucket (parts of one bucket count once).
+    hours: list[int] = field(default_factory=list)
+    #: Set by `storage.replace_day` once the day is written.
+    revision: DayRevision | None = None
     _last_start: int | None = field(default=None, repr=False)
+
+    @property
+    def closed(self) -> bool:
+        return self.hours_begun >= 24
 
     def rows(self, buckets: Iterable[UsageBucket]) -> Iterator[UsageRow]:
         """Validated rows of the day's buckets, in order; a bucket split across pages may come
@@ -151,6 +199,40 @@ class DaySummary:
         if bucket.start_time != self._last_start:
             self.bucket_count += 1
             self._last_start = bucket.start_time
+            self.hours.append(start.hour)
+
+    def check_complete(self) -> None:
+        """Refuse a day whose buckets are not its hours from 00:00, each once: all 24 for a
+        closed day; for the open day a contiguous run from 00:00 up to the current hour at
+        most. Call it once the day's buckets are exhausted, before its transaction commits.
+
+        The Usage API returns one bucket per period of the window, empty ones included, so a
+        missing hour is a short answer (`IncompleteDayError`, worth asking again), never "no
+        usage"; an hour that has not begun yet is a plain PayloadError.
+        """
+        day, got = self.day, set(self.hours)
+        future = sorted(hour for hour in got if hour >= self.hours_begun)
+        if future:
+            raise PayloadError(
+                f"{day}: hourly buckets {_hour_ranges(future)} have not begun yet (the API was "
+                f"asked when {self.hours_begun} hours of the day had begun)"
+            )
+        if self.closed:
+            missing = sorted(set(range(24)) - got)
+            if missing:
+                raise IncompleteDayError(
+                    f"{day}: missing hourly buckets {_hour_ranges(missing)} (got {len(got)} of 24)",
+                    day=day,
+                )
+            return
+        last = max(got, default=-1)
+        missing = sorted(set(range(last + 1)) - got)
+        if missing:
+            raise IncompleteDayError(
+                f"{day}: missing hourly buckets {_hour_ranges(missing)} (got {len(got)} of the "
+                f"{last + 1} hours up to {last:02d}:00; the day is still open)",
+                day=day,
+            )
 
 
 def split_by_day(

@@ -108,8 +108,11 @@ class CostDay:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     billed_usd: Decimal = Decimal(0)
     by_project: dict[str | None, Decimal] = field(default_factory=dict)
+    #: The API returned the day's bucket (possibly empty); a day without one is not written.
+    seen: bool = False
 
     def add(self, bucket: CostBucket) -> None:
+        self.seen = True
         for result in bucket.results:
             model, kind = parse_line_item(result.line_item)
             self.rows.append(
@@ -140,11 +143,49 @@ def costs_query_for_days(first_day: dt.date, end_day: dt.date) -> CostsQuery:
     )
 
 
-def fetch_cost_days(client: AdminAPIClient, first_day: dt.date, end_day: dt.date) -> list[CostDay]:
-    """Every day of [first_day, end_day), fetched and validated completely before returning.
+#: Extra requests when a closed day came back without its bucket, before giving up.
+COSTS_REASKS = 2
+ONE_DAY = dt.timedelta(days=1)
 
-    A day the API returns no bucket for is an empty day, so a re-run converges on its answer.
+
+def fetch_cost_days(
+    client: AdminAPIClient,
+    first_day: dt.date,
+    end_day: dt.date,
+    *,
+    now: dt.datetime | None = None,
+) -> list[CostDay]:
+    """Every day of [first_day, end_day) that the API returned a bucket for, fetched and
+    validated completely before returning.
+
+    The Costs API returns one bucket per day of the window, empty ones included, so a closed
+    day without one is a short answer: asked again up to COSTS_REASKS times, then a
+    PayloadError, and its stored billed costs are never replaced by nothing. Today (or a later
+    day, by `now`) without a bucket is left out: nothing to write yet.
     """
+    now = now or dt.datetime.now(dt.UTC)
+    failures = 0
+    while True:
+        days = _fetch_cost_buckets(client, first_day, end_day)
+        missing = [
+            day.day
+            for day in days
+            if not day.seen and dt.datetime.combine(day.day + ONE_DAY, dt.time(), dt.UTC) <= now
+        ]
+        if not missing:
+            return [day for day in days if day.seen]
+        problem = f"costs: no bucket for closed day(s) {', '.join(map(str, missing))}"
+        failures += 1
+        if failures > COSTS_REASKS:
+            raise PayloadError(f"{problem}; their stored billed costs are kept")
+        client.log.warning(
+            f"{problem}; asking again (attempt {failures + 1} of {COSTS_REASKS + 1})."
+        )
+
+
+def _fetch_cost_buckets(
+    client: AdminAPIClient, first_day: dt.date, end_day: dt.date
+) -> list[CostDay]:
     days = {
         first_day + dt.timedelta(days=n): CostDay(first_day + dt.timedelta(days=n))
         for n in range((end_day - first_day).days)

@@ -121,6 +121,21 @@ def cost_tolerance() -> float:
     return parsed
 
 
+def revision_tolerance() -> float:
+    """USAGE_REVISION_TOLERANCE: relative drop in a closed day's tokens that a reload may show
+    before the `reloads_do_not_lose_usage` check warns (default 0.001)."""
+    value = _env("USAGE_REVISION_TOLERANCE") or "0.001"
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not 0 <= parsed < 1:
+        raise ConfigurationError(
+            f"USAGE_REVISION_TOLERANCE={value!r} must be a fraction between 0 and 1 (0.001 = 0.1%)."
+        )
+    return parsed
+
+
 def _int_setting(name: str, default: int, low: int, high: int) -> int:
     value = _env(name)
     if value is None:

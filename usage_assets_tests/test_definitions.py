@@ -64,6 +64,7 @@ def test_secrets_are_bound_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
         ("OPENAI_BASE_URL", "api.openai.com/v1", "OPENAI_BASE_URL"),
         ("USAGE_EMBEDDED_PG_PORT", "port", "USAGE_EMBEDDED_PG_PORT"),
         ("USAGE_AUTO_MIGRATE", "maybe", "USAGE_AUTO_MIGRATE"),
+        ("USAGE_REVISION_TOLERANCE", "2", "USAGE_REVISION_TOLERANCE"),
     ],
 )
 def test_bad_configuration_names_the_variable(

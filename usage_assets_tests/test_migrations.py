@@ -42,9 +42,12 @@ def test_upgrade_creates_schema_with_own_version_table(fresh_url: str) -> None:
         *(table.name for table in Base.metadata.tables.values()),
         VERSION_TABLE,
     }
-    assert {"v_project_daily_cost", "v_usage_token_kinds"} <= set(
-        inspector.get_view_names(schema=SCHEMA)
-    )
+    assert {
+        "v_project_daily_cost",
+        "v_usage_token_kinds",
+        "v_usage_day_revisions",
+        "v_usage_late_arrival",
+    } <= set(inspector.get_view_names(schema=SCHEMA))
     # Dagster owns public.alembic_version when it shares the database; we never touch it.
     assert "alembic_version" not in inspector.get_table_names(schema="public")
     columns = {c["name"]: c for c in inspector.get_columns("completions_usage_hourly", SCHEMA)}

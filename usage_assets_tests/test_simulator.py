@@ -807,6 +807,25 @@ def test_outside_window_fault(sim: SimulatedAdminAPI) -> None:
         list(client_for(sim).iter_completions_usage(day_query(hours=3)))
 
 
+def test_drop_buckets_fault(sim: SimulatedAdminAPI) -> None:
+    """A 200 answer missing some buckets (or all of them), then the next answer whole."""
+    sim.faults.add("drop_buckets", starts=[DAY + HOUR, DAY + 3 * HOUR])
+    page = get_usage(sim, hourly(DAY, 5)).json()
+    assert [b["start_time"] for b in page["data"]] == [DAY, DAY + 2 * HOUR, DAY + 4 * HOUR]
+    assert page["has_more"] is False
+    sim.faults.add("drop_buckets")
+    page = get_usage(sim, hourly(DAY, 5)).json()
+    assert (page["data"], page["has_more"]) == ([], False)
+    assert len(get_usage(sim, hourly(DAY, 5)).json()["data"]) == 5
+    sim.faults.add("drop_buckets", path="/organization/costs")
+    costs = requests.get(
+        sim.base_url + "/organization/costs",
+        params={"start_time": DAY, "end_time": DAY + 2 * DAY_SECONDS},
+        timeout=10,
+    ).json()
+    assert costs["data"] == []
+
+
 def test_slow_fault_delays_then_answers(sim: SimulatedAdminAPI) -> None:
     sim.faults.add("slow", delay=0.3)
     began = time.monotonic()

@@ -32,6 +32,7 @@ FAULT_KINDS = (
     "drift",
     "repeat_cursor",
     "outside_window",
+    "drop_buckets",
 )
 
 
@@ -52,6 +53,7 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0
     path: str = COMPLETIONS_USAGE_PATH
+    starts: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -437,6 +439,12 @@ def _apply_payload_fault(
         fresh = payload.get("next_page") or _encode_cursor(first, 0)
         payload["has_more"] = True
         payload["next_page"] = query.get("page", [fresh])[-1]
+    elif fault.kind == "drop_buckets":
+        payload["data"] = [
+            bucket
+            for bucket in buckets
+            if fault.starts is not None and bucket["start_time"] not in fault.starts
+        ]
     elif fault.kind == "outside_window" and buckets:
         buckets[0]["start_time"] += 86400 * 2
         buckets[0]["end_time"] += 86400 * 2
