@@ -196,6 +196,13 @@ class DaySummary:
                 f"usage bucket {start.isoformat()}..{_utc(bucket.end_time).isoformat()} "
                 f"does not lie inside UTC day {self.day}"
             )
+        if start.hour >= self.hours_begun and bucket.results:
+            # An empty bucket for an hour still ahead is the rest of the window, answered as the
+            # API answers every period; usage in it means a clock (ours or the API's) is off.
+            raise PayloadError(
+                f"{self.day}: usage bucket {start:%H:%M} reports usage for an hour that has not "
+                f"begun yet (the API was asked when {self.hours_begun} hours of the day had begun)"
+            )
         if bucket.start_time != self._last_start:
             self.bucket_count += 1
             self._last_start = bucket.start_time
@@ -208,15 +215,10 @@ class DaySummary:
 
         The Usage API returns one bucket per period of the window, empty ones included, so a
         missing hour is a short answer (`IncompleteDayError`, worth asking again), never "no
-        usage"; an hour that has not begun yet is a plain PayloadError.
+        usage". Usage in an hour that has not begun yet is refused as it streams (`_admit`).
         """
-        day, got = self.day, set(self.hours)
-        future = sorted(hour for hour in got if hour >= self.hours_begun)
-        if future:
-            raise PayloadError(
-                f"{day}: hourly buckets {_hour_ranges(future)} have not begun yet (the API was "
-                f"asked when {self.hours_begun} hours of the day had begun)"
-            )
+        day = self.day
+        got = {hour for hour in self.hours if hour < self.hours_begun}  # empty ones ahead pass
         if self.closed:
             missing = sorted(set(range(24)) - got)
             if missing:

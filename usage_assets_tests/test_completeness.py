@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import responses
 from sqlalchemy import Engine, text
 
 from usage_assets.admin_api import AdminAPIClient
@@ -27,6 +28,7 @@ from usage_assets.settings import revision_tolerance
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.storage import LoadInfo
+from usage_assets.usage_query import COMPLETIONS_USAGE_PATH
 
 from .conftest import day_reports
 from .test_billing import cost_rows
@@ -43,6 +45,7 @@ from .test_ingest import (
 )
 
 HOUR = 3600
+BASE_URL = "https://api.example.test/v1"
 DATE = dt.date.fromisoformat(DAY)
 GROUP_BY = ("project_id", "model")
 INFO = LoadInfo(group_by=GROUP_BY, simulated=True, source_url="test", dagster_run_id=None)
@@ -281,14 +284,54 @@ def test_the_open_day_must_be_contiguous_from_midnight(
     assert table_rows(engine) == []
 
 
-def test_the_open_day_has_no_hours_from_the_future(
-    engine: Engine, simulator: SimulatedAdminAPI
-) -> None:
-    simulator.faults.add("drop_buckets", starts=hour_starts(*range(9, 24)))
-    with pytest.raises(PayloadError, match="hourly buckets 07:00-08:00 have not begun yet") as e:
-        ingest(simulator, engine, now=OPEN_AT)
+def _open_day_page(hours_with_usage: range) -> dict[str, Any]:
+    """All 24 hourly buckets of DATE, as the API answers a window that runs past now: usage in
+    `hours_with_usage`, the other buckets empty."""
+    result = {
+        "object": "organization.usage.completions.result",
+        "project_id": "proj_a",
+        "model": "gpt-4o-mini",
+        "input_tokens": 100,
+        "output_tokens": 10,
+        "num_model_requests": 1,
+    }
+    return {
+        "object": "page",
+        "has_more": False,
+        "next_page": None,
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": start,
+                "end_time": start + HOUR,
+                "results": [result] if hour in hours_with_usage else [],
+            }
+            for hour, start in enumerate(hour_starts(*range(24)))
+        ],
+    }
+
+
+@responses.activate
+def test_the_open_day_takes_empty_buckets_for_hours_not_begun(engine: Engine) -> None:
+    responses.get(BASE_URL + COMPLETIONS_USAGE_PATH, json=_open_day_page(range(7)))
+    client = AdminAPIClient(BASE_URL, None)
+    day = DATE + dt.timedelta(days=1)
+    [summary] = ingest_days(client, engine, DATE, day, GROUP_BY, INFO, now=OPEN_AT)
+    assert summary.row_count == 7 and not summary.closed
+    assert summary.input_tokens == 700
+
+
+@responses.activate
+def test_the_open_day_refuses_usage_in_hours_not_begun(engine: Engine) -> None:
+    responses.get(BASE_URL + COMPLETIONS_USAGE_PATH, json=_open_day_page(range(9)))
+    client = AdminAPIClient(BASE_URL, None)
+    day = DATE + dt.timedelta(days=1)
+    with pytest.raises(
+        PayloadError, match="usage bucket 07:00 reports usage for an hour that has not begun"
+    ) as e:
+        list(ingest_days(client, engine, DATE, day, GROUP_BY, INFO, now=OPEN_AT))
     assert not isinstance(e.value, IncompleteDayError)  # wrong, not short: not asked again
-    assert simulator.usage_requests() == 1
+    assert len(responses.calls) == 1
     assert table_rows(engine) == []
 
 
