@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
+import psycopg
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -14,7 +18,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from usage_assets import embedded_db, settings
-from usage_assets.errors import ConfigurationError, SchemaNotReadyError
+from usage_assets.errors import (
+    ConfigurationError,
+    PayloadError,
+    SchemaNotReadyError,
+)
 from usage_assets.models import SCHEMA, VERSION_TABLE
 
 ALEMBIC_INI = settings.PROJECT_ROOT / "alembic.ini"
@@ -118,3 +126,32 @@ def ensure_schema_current(engine: Engine) -> None:
             f"migration {current or 'none'}, this code needs {expected}. "
             "Run `usage-db migrate` (or `alembic upgrade head` from the repository root)."
         )
+
+
+@contextmanager
+def refused_values_fail_as_payload(what: str) -> Iterator[None]:
+    """Wrap a write transaction: a value PostgreSQL refuses (a number out of range, a character
+    it cannot store, ...) becomes a PayloadError naming `what`, after the rollback.
+
+    A safety net behind the payload validation, which should have refused the value already:
+    the raw psycopg error names neither the day nor the table, and it is not worth a retry.
+    """
+    try:
+        yield
+    except (psycopg.DataError, sqlalchemy.exc.DataError) as exc:
+        error = exc.orig if isinstance(exc, sqlalchemy.exc.DataError) else exc
+        detail = str(error).strip()
+        if isinstance(error, psycopg.Error):
+            diag = error.diag
+            detail = (
+                "; ".join(
+                    part
+                    for part in (diag.message_primary, diag.message_detail, diag.context)
+                    if part
+                )
+                or detail
+            )
+        raise PayloadError(
+            f"PostgreSQL refused a value of {what}; nothing of it was written: "
+            f"{type(error).__name__}: {detail}"
+        ) from exc

@@ -17,6 +17,7 @@ import psycopg.errors
 from sqlalchemy import Engine, delete, text
 from sqlalchemy.dialects.postgresql import insert
 
+from usage_assets.database import refused_values_fail_as_payload
 from usage_assets.errors import PayloadError
 from usage_assets.models import (
     SCHEMA,
@@ -55,7 +56,7 @@ def replace_day(
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     end = start + dt.timedelta(days=1)
     written = 0
-    with engine.begin() as conn:
+    with refused_values_fail_as_payload(f"usage day {day} ({_TABLE})"), engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _day_lock_key(day)})
         # The COPY lasts as long as the day's pages take to arrive (retries and Retry-After
         # included), so a server-wide statement_timeout must not cut it short.
