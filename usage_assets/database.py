@@ -20,12 +20,16 @@ from sqlalchemy.exc import ArgumentError
 from usage_assets import embedded_db, settings
 from usage_assets.errors import (
     ConfigurationError,
+    DatabaseUnavailableError,
     PayloadError,
     SchemaNotReadyError,
 )
 from usage_assets.models import SCHEMA, VERSION_TABLE
 
 ALEMBIC_INI = settings.PROJECT_ROOT / "alembic.ini"
+#: Seconds a connection attempt may take (libpq `connect_timeout`; a URL's own wins): an
+#: unreachable host fails in seconds instead of the operating system's minutes.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def normalize_url(url: str) -> str:
@@ -61,7 +65,35 @@ def resolve_url(explicit: str | None = None) -> str:
 @cache
 def engine_for(url: str) -> Engine:
     """One pooled engine per URL and process."""
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    connect_args = (
+        {}
+        if "connect_timeout" in make_url(url).query
+        else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    )
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=connect_args
+    )
+
+
+@contextmanager
+def unreachable_database_fails_clearly(engine: Engine, source: str) -> Iterator[None]:
+    """Wrap the first connection of a run: a connection that fails becomes a
+    DatabaseUnavailableError naming `source` (the variable) and host:port, never the
+    password."""
+    try:
+        yield
+    except sqlalchemy.exc.OperationalError as exc:
+        url = engine.url
+        reason = " ".join(str(exc.orig or exc).split()).rstrip(".")
+        if url.password:
+            reason = reason.replace(str(url.password), "***")
+        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        raise DatabaseUnavailableError(
+            f"Cannot connect to the usage database at {where} ({source}: "
+            f"{url.render_as_string(hide_password=True)}): {reason}"
+            f"{'' if reason.endswith(('?', '!')) else '.'} Check that the server "
+            f"runs and accepts connections there, and the URL's user and password."
+        ) from None
 
 
 def alembic_config(url: str) -> Config:
