@@ -587,6 +587,11 @@ class CostResult:
             value = raw.get(name)
             if value is not None and not isinstance(value, str):
                 raise PayloadError(f"{where}: {name}={value!r} is not a string")
+            if value is not None and "\x00" in value:
+                raise PayloadError(
+                    f"{where}: {name}={value!r} contains a NUL character, which PostgreSQL "
+                    "text cannot store"
+                )
         where = (
             f"{where} (project_id={raw.get('project_id')!r}, line_item={raw.get('line_item')!r})"
         )

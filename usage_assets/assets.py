@@ -9,6 +9,7 @@ from pydantic import Field
 
 from usage_assets import policies, settings
 from usage_assets.ingest import ingest_days
+from usage_assets.markdown import md_table
 from usage_assets.models import SCHEMA, Base, CompletionsUsageHourly
 from usage_assets.normalize import DaySummary
 from usage_assets.partitions import daily_utc_partitions
@@ -59,9 +60,6 @@ def admin_api_asset(
 def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
     """What a FinOps user wants to see for one landed day."""
     top = sorted(day.tokens_by_project.items(), key=lambda item: item[1], reverse=True)[:10]
-    table = "\n".join(
-        f"| {project or '(default project)'} | {tokens:,} |" for project, tokens in top
-    )
     return {
         "dagster/row_count": dg.MetadataValue.int(day.row_count),
         "dagster/table_name": dg.MetadataValue.text(USAGE_TABLE),
@@ -72,7 +70,13 @@ def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
         "num_model_requests": dg.MetadataValue.int(day.num_model_requests),
         "projects": dg.MetadataValue.int(len(day.tokens_by_project)),
         "top_projects_by_tokens": dg.MetadataValue.md(
-            "| project_id | tokens |\n|---|---:|\n" + table if table else "_no usage_"
+            md_table(
+                ["project_id", "tokens"],
+                [(project or "(default project)", f"{tokens:,}") for project, tokens in top],
+                right=[1],
+            )
+            if top
+            else "_no usage_"
         ),
         **revision_metadata(day),
     }

@@ -23,6 +23,7 @@ from usage_assets.cost_attribution import (
     summarize_costs,
     unpriced_usage,
 )
+from usage_assets.markdown import md_table
 from usage_assets.models import SCHEMA, Base, ProjectDailyCost, ProjectDailyCostSummary
 from usage_assets.partitions import daily_utc_partitions
 from usage_assets.policies import (
@@ -141,7 +142,7 @@ def project_daily_costs(
 
 def cost_metadata(totals: CostTotals) -> dict[str, Any]:
     """One day's cost figures; `cost_usd` is what the Plots tab charts."""
-    top = "\n".join(f"| {p or '(default project)'} | {money(c)} |" for p, c in totals.top_projects)
+    top = [(p or "(default project)", money(c)) for p, c in totals.top_projects]
     return {
         "dagster/row_count": dg.MetadataValue.int(totals.rows),
         "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
@@ -150,7 +151,7 @@ def cost_metadata(totals: CostTotals) -> dict[str, Any]:
         "output_tokens": dg.MetadataValue.int(totals.output_tokens),
         "num_model_requests": dg.MetadataValue.int(totals.num_model_requests),
         "top_projects_by_cost": dg.MetadataValue.md(
-            "| project_id | cost |\n|---|---:|\n" + top if top else "_no usage_"
+            md_table(["project_id", "cost"], top, right=[1]) if top else "_no usage_"
         ),
     }
 
@@ -162,9 +163,13 @@ def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCh
     mismatched_kinds = kind_mismatches(engine, first, end)
     unpriced = unpriced_usage(engine, first, end)
     negatives = negative_values(engine, first, end)
-    unpriced_md = "\n".join(
-        f"| {model} | {tier} | {batch} | {reason} | {tokens:,} |"
-        for model, tier, batch, reason, tokens in unpriced
+    unpriced_md = md_table(
+        ["model", "tier", "batch", "reason", "tokens"],
+        [
+            (model, tier, batch, reason, f"{tokens:,}")
+            for model, tier, batch, reason, tokens in unpriced
+        ],
+        right=[4],
     )
     days = dg.MetadataValue.text(f"{first} .. {end - ONE_DAY}")
     return [
@@ -192,10 +197,7 @@ def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCh
                 "days": days,
                 "unpriced_tokens": totals.unpriced_tokens,
                 "unpriced_models": dg.MetadataValue.md(
-                    "| model | tier | batch | reason | tokens |\n|---|---|---|---|---:|\n"
-                    + unpriced_md
-                    if unpriced
-                    else "_everything priced_"
+                    unpriced_md if unpriced else "_everything priced_"
                 ),
             },
         ),

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from usage_assets.markdown import md_table
 from usage_assets.models import SCHEMA, TOKEN_KINDS
 from usage_assets.pricing import (
     OVERRIDE_SOURCE,
@@ -459,17 +460,22 @@ def reconcile(engine: Engine, first: dt.date, end: dt.date, tolerance: float) ->
 def gaps_markdown(gaps: list[Gap]) -> str:
     if not gaps:
         return "_no gaps_"
-    lines = [
-        "| day | project | line items | estimated | billed | difference | relative |",
-        "|---|---|---|---:|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {g.usage_date} | {g.project_id or '(default project)'} | {g.what} | "
-        f"{money(g.estimated_usd)} | {money(g.billed_usd)} | {money(g.difference_usd)} | "
-        f"{g.relative():.1%} |"
-        for g in gaps
-    ]
-    return "\n".join(lines)
+    return md_table(
+        ["day", "project", "line items", "estimated", "billed", "difference", "relative"],
+        [
+            (
+                g.usage_date,
+                g.project_id or "(default project)",
+                g.what,
+                money(g.estimated_usd),
+                money(g.billed_usd),
+                money(g.difference_usd),
+                f"{g.relative():.1%}",
+            )
+            for g in gaps
+        ],
+        right=[3, 4, 5, 6],
+    )
 
 
 def money(value: Decimal) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
+import psycopg
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -14,10 +18,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from usage_assets import embedded_db, settings
-from usage_assets.errors import ConfigurationError, SchemaNotReadyError
+from usage_assets.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    PayloadError,
+    SchemaNotReadyError,
+)
 from usage_assets.models import SCHEMA, VERSION_TABLE
 
 ALEMBIC_INI = settings.PROJECT_ROOT / "alembic.ini"
+#: Seconds a connection attempt may take (libpq `connect_timeout`; a URL's own wins): an
+#: unreachable host fails in seconds instead of the operating system's minutes.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def normalize_url(url: str) -> str:
@@ -53,7 +65,35 @@ def resolve_url(explicit: str | None = None) -> str:
 @cache
 def engine_for(url: str) -> Engine:
     """One pooled engine per URL and process."""
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    connect_args = (
+        {}
+        if "connect_timeout" in make_url(url).query
+        else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    )
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=connect_args
+    )
+
+
+@contextmanager
+def unreachable_database_fails_clearly(engine: Engine, source: str) -> Iterator[None]:
+    """Wrap the first connection of a run: a connection that fails becomes a
+    DatabaseUnavailableError naming `source` (the variable) and host:port, never the
+    password."""
+    try:
+        yield
+    except sqlalchemy.exc.OperationalError as exc:
+        url = engine.url
+        reason = " ".join(str(exc.orig or exc).split()).rstrip(".")
+        if url.password:
+            reason = reason.replace(str(url.password), "***")
+        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        raise DatabaseUnavailableError(
+            f"Cannot connect to the usage database at {where} ({source}: "
+            f"{url.render_as_string(hide_password=True)}): {reason}"
+            f"{'' if reason.endswith(('?', '!')) else '.'} Check that the server "
+            f"runs and accepts connections there, and the URL's user and password."
+        ) from None
 
 
 def alembic_config(url: str) -> Config:
@@ -118,3 +158,32 @@ def ensure_schema_current(engine: Engine) -> None:
             f"migration {current or 'none'}, this code needs {expected}. "
             "Run `usage-db migrate` (or `alembic upgrade head` from the repository root)."
         )
+
+
+@contextmanager
+def refused_values_fail_as_payload(what: str) -> Iterator[None]:
+    """Wrap a write transaction: a value PostgreSQL refuses (a number out of range, a character
+    it cannot store, ...) becomes a PayloadError naming `what`, after the rollback.
+
+    A safety net behind the payload validation, which should have refused the value already:
+    the raw psycopg error names neither the day nor the table, and it is not worth a retry.
+    """
+    try:
+        yield
+    except (psycopg.DataError, sqlalchemy.exc.DataError) as exc:
+        error = exc.orig if isinstance(exc, sqlalchemy.exc.DataError) else exc
+        detail = str(error).strip()
+        if isinstance(error, psycopg.Error):
+            diag = error.diag
+            detail = (
+                "; ".join(
+                    part
+                    for part in (diag.message_primary, diag.message_detail, diag.context)
+                    if part
+                )
+                or detail
+            )
+        raise PayloadError(
+            f"PostgreSQL refused a value of {what}; nothing of it was written: "
+            f"{type(error).__name__}: {detail}"
+        ) from exc

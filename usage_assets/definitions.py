@@ -5,18 +5,22 @@ from __future__ import annotations
 import dagster as dg
 
 from usage_assets import settings
-from usage_assets.assets import completions_usage_hourly
-from usage_assets.checks import CHECKS, yesterday_landed_sensor
-from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor
-from usage_assets.organization_assets import ORGANIZATION_ASSETS
-from usage_assets.resources import (
+
+#: Every variable of the README's configuration table, read and validated before anything is
+#: built from them: a bad value fails the code location load with the variable's name (every
+#: bad one at once), rather than the schedule tick or the run that would read it later.
+SETTINGS = settings.load()
+
+from usage_assets.assets import completions_usage_hourly  # noqa: E402
+from usage_assets.checks import CHECKS, yesterday_landed_sensor  # noqa: E402
+from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor  # noqa: E402
+from usage_assets.organization_assets import ORGANIZATION_ASSETS  # noqa: E402
+from usage_assets.resources import (  # noqa: E402
     openai_admin_from_env,
     pricing_from_env,
     usage_database_from_env,
 )
-from usage_assets.schedules import JOBS, SCHEDULES
-
-settings.revision_tolerance()  # read by the usage asset at run time; a bad value fails the load
+from usage_assets.schedules import JOBS, SCHEDULES  # noqa: E402
 
 defs = dg.Definitions(
     assets=[completions_usage_hourly, *COST_ASSETS, *ORGANIZATION_ASSETS],

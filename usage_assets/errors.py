@@ -55,3 +55,8 @@ class IncompleteDayError(PayloadError):
 
 class SchemaNotReadyError(UsageAssetsError):
     """The database is not migrated to the revision this code expects."""
+
+
+class DatabaseUnavailableError(UsageAssetsError):
+    """The usage database refused or did not answer the connection (wrong host or port, server
+    down, bad credentials): a step retry minutes later would only delay the message."""

@@ -5,8 +5,10 @@ memory: the caller streams them into the day's COPY. A wrong type, a negative co
 outside its day raises PayloadError naming the bucket and field, which rolls the day's
 transaction back with the previous rows untouched. A group listed twice in one bucket is caught
 by the table's unique key in the same transaction (see `storage.replace_day`), and a day
-missing some of its hours by `DaySummary.check_complete` once its buckets are exhausted. Fields
-the API adds tomorrow are not an error: they stay in the `result` JSON column.
+missing some of its hours by `DaySummary.check_complete` once its buckets are exhausted. So is
+what PostgreSQL cannot store: a count beyond bigint, a NUL character in a dimension. Fields the
+API adds tomorrow are not an error: they stay in the `result` JSON column, where a NUL character
+(which jsonb rejects) is kept as the six characters `\\u0000`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +32,17 @@ UsageRow = tuple[Any, ...]
 
 _BATCH_AT = DIMENSIONS.index("batch")
 _REQUIRED = len(REQUIRED_METRICS)
-#: The `result` column: compact, and non-ASCII kept as is (the C encoder, built once).
-_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: The largest value of a PostgreSQL bigint, the type of every count column.
+BIGINT_MAX = 2**63 - 1
+#: The `result` column: compact, and non-ASCII kept as is (the C encoder, built once). NaN and
+#: Infinity are refused (jsonb has no such numbers) and handled by `_storable_json`.
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: How the encoder writes a NUL character; jsonb refuses it. Its absence from a result's JSON
+#: proves the result has no NUL (the common case, one substring search); its presence may also
+#: be an escaped backslash followed by "u0000", which `_storable_json` tells apart.
+_NUL_ESCAPE = "\\u0000"
+#: What a NUL character in an unknown field or key is stored as: the six characters \u0000.
+NUL_REPLACEMENT = "\\u0000"
 
 
 def _utc(seconds: int) -> dt.datetime:
@@ -41,8 +53,10 @@ def bucket_day(bucket: UsageBucket) -> dt.date:
     return _utc(bucket.start_time).date()
 
 
-def _is_valid(kind: Any, dims: list[Any], metrics: list[Any]) -> bool:
-    """The fast check every row passes; `_refuse` explains a failure in detail."""
+def _is_valid(kind: Any, dims: list[Any], metrics: list[Any], _max: int = BIGINT_MAX) -> bool:
+    """The fast check every row passes; `_refuse` explains a failure in detail. (`_max` is a
+    local, not a global looked up for every count.) A NUL in a dimension is found later, in
+    the row's JSON (see `_rows`)."""
     if kind != RESULT_OBJECT:
         return False
     for at, value in enumerate(dims):
@@ -52,7 +66,7 @@ def _is_valid(kind: Any, dims: list[Any], metrics: list[Any]) -> bool:
         if value is None:
             if at < _REQUIRED:
                 return False
-        elif type(value) is not int or value < 0:
+        elif type(value) is not int or value < 0 or value > _max:
             return False
     return True
 
@@ -67,11 +81,19 @@ def _count(result: dict[str, Any], name: str, where: str, *, required: bool) -> 
         raise PayloadError(f"{where}: {name}={value!r} is not an integer token count")
     if value < 0:
         raise PayloadError(f"{where}: {name}={value} is negative")
+    if value > BIGINT_MAX:
+        raise PayloadError(
+            f"{where}: {name}={value} is larger than a PostgreSQL bigint can hold ({BIGINT_MAX})"
+        )
+
+
+def _where(bucket: UsageBucket, index: int) -> str:
+    return f"usage bucket {_utc(bucket.start_time).isoformat()} result #{index}"
 
 
 def _refuse(result: Any, bucket: UsageBucket, index: int) -> PayloadError:
     """The PayloadError for a result that failed `_is_valid`, naming the bucket and field."""
-    where = f"usage bucket {_utc(bucket.start_time).isoformat()} result #{index}"
+    where = _where(bucket, index)
     if not isinstance(result, dict):
         return PayloadError(f"{where} is a {type(result).__name__}, expected an object")
     kind = result.get("object", RESULT_OBJECT)
@@ -94,6 +116,36 @@ def _refuse(result: Any, bucket: UsageBucket, index: int) -> PayloadError:
     return PayloadError(f"{where} is not a valid usage result")  # pragma: no cover
 
 
+def _jsonb_safe(value: Any) -> Any:
+    """`value` with every NUL in strings and keys spelled as the text \\u0000, and NaN or
+    Infinity as a string: what jsonb cannot store, kept in a form it can."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {
+            _jsonb_safe(k) if isinstance(k, str) else k: _jsonb_safe(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_jsonb_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _storable_json(result: dict[str, Any], bucket: UsageBucket, index: int) -> str:
+    """The slow path of the `result` column, for a result whose JSON has a NUL escape (or a
+    non-finite number): a NUL in a dimension is refused (its text column cannot store it), a
+    NUL elsewhere is kept as text (see `_jsonb_safe`)."""
+    for name in DIMENSIONS:
+        value = result.get(name)
+        if isinstance(value, str) and "\x00" in value:
+            raise PayloadError(
+                f"{_where(bucket, index)}: {name}={value!r} contains a NUL character, which "
+                "PostgreSQL text cannot store"
+            )
+    return _to_json(_jsonb_safe(result))
+
+
 def normalize_result(result: Any, bucket: UsageBucket, index: int) -> UsageRow:
     """One result object as a row; raises PayloadError naming the bucket and field."""
     return next(_rows(bucket, [result], index))
@@ -107,7 +159,14 @@ def _rows(bucket: UsageBucket, results: Iterable[Any], first_index: int = 0) -> 
             dims = [get(name) for name in DIMENSIONS]
             metrics = [get(name) for name in METRICS]
             if _is_valid(get("object", RESULT_OBJECT), dims, metrics):
-                yield (start, end, *dims, *metrics, _to_json(result))
+                try:
+                    encoded = _to_json(result)
+                    storable = _NUL_ESCAPE not in encoded
+                except ValueError:  # NaN or Infinity in an unknown field
+                    storable = False
+                if not storable:
+                    encoded = _storable_json(result, bucket, index)
+                yield (start, end, *dims, *metrics, encoded)
                 continue
         raise _refuse(result, bucket, index)
 

@@ -8,6 +8,10 @@
 
 Every payload is fetched and validated completely before the first write; each write is one
 transaction (per day for costs, per table for names), so a failure leaves the previous rows.
+A NUL character, which PostgreSQL text cannot store, fails the run when it is in an id, a
+project id or a line item; in a name, email, role or status it is stored as U+FFFD (one odd
+name is not worth refusing the organization's names); in the `result` JSON it is kept as the
+text `\\u0000`, as in the usage table.
 """
 
 import datetime as dt
@@ -24,9 +28,12 @@ from sqlalchemy import Engine, delete, insert, select, text
 
 from usage_assets.admin_api import COSTS_BUCKET_LIMITS, AdminAPIClient, CostBucket, CostsQuery
 from usage_assets.assets import admin_api_asset
+from usage_assets.database import refused_values_fail_as_payload
 from usage_assets.errors import PayloadError
 from usage_assets.ingest import epoch_seconds
+from usage_assets.markdown import md_table
 from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
+from usage_assets.normalize import NUL_REPLACEMENT
 from usage_assets.partitions import daily_utc_partitions
 from usage_assets.policies import (
     DAILY_FRESHNESS,
@@ -81,23 +88,27 @@ def parse_line_item(line_item: str | None) -> tuple[str | None, str | None]:
     return model or None, kind or None
 
 
+def _json_text(text: str) -> str:
+    """A JSON string; a NUL (which jsonb refuses) is kept as the six characters \\u0000."""
+    return json.dumps(text.replace("\x00", NUL_REPLACEMENT), ensure_ascii=False)
+
+
 def dump_json(value: Any) -> str:
-    """JSON text of a parsed payload, with `Decimal` numbers written exactly as received."""
+    """JSON text of a parsed payload, with `Decimal` numbers written exactly as received, in a
+    form jsonb accepts: NUL characters as text (see `_json_text`), NaN and Infinity, which JSON
+    numbers cannot be, as strings."""
     if isinstance(value, dict):
-        items = (
-            f"{json.dumps(str(k), ensure_ascii=False)}:{dump_json(v)}" for k, v in value.items()
-        )
+        items = (f"{_json_text(str(k))}:{dump_json(v)}" for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, list):
         return "[" + ",".join(dump_json(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _json_text(value)
+    if isinstance(value, Decimal | float) and not Decimal(value).is_finite():
+        return json.dumps(str(Decimal(value)))  # "NaN", "Infinity", "-Infinity"
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise PayloadError(f"{value} cannot be stored as a JSON number")
         return str(value)
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except ValueError as exc:
-        raise PayloadError(f"{value!r} cannot be stored as JSON: {exc}") from None
+    return json.dumps(value)
 
 
 @dataclass
@@ -200,7 +211,8 @@ def _fetch_cost_buckets(
 
 def replace_cost_day(engine: Engine, day: CostDay) -> int:
     """Replace the day's billed costs in one transaction, under a per-day advisory lock."""
-    with engine.begin() as conn:
+    what = f"billed costs of {day.day} ({COSTS_TABLE})"
+    with refused_values_fail_as_payload(what), engine.begin() as conn:
         conn.execute(
             text("SELECT pg_advisory_xact_lock(:key)"),
             {"key": _lock_key(f"{COSTS_TABLE}:{day.day.isoformat()}")},
@@ -229,11 +241,14 @@ def costs_metadata(
             by_project[project] = by_project.get(project, Decimal(0)) + amount
     billed = sum((day.billed_usd for day in days), Decimal(0))
     top = sorted(by_project.items(), key=lambda item: item[1], reverse=True)[:10]
-    table = "\n".join(
-        f"| {(names.get(project) or project) if project else '(default project)'} "
-        f"| {project or ''} | ${amount:,.2f} |"
+    table = [
+        (
+            (names.get(project) or project) if project else "(default project)",
+            project or "",
+            f"${amount:,.2f}",
+        )
         for project, amount in top
-    )
+    ]
     return {
         "dagster/row_count": dg.MetadataValue.int(sum(len(day.rows) for day in days)),
         "dagster/table_name": dg.MetadataValue.text(COSTS_TABLE),
@@ -246,7 +261,7 @@ def costs_metadata(
         "billed_usd_exact": dg.MetadataValue.text(str(billed)),
         "projects": dg.MetadataValue.int(len(by_project)),
         "top_projects_by_billed_usd": dg.MetadataValue.md(
-            "| project | project_id | billed |\n|---|---|---:|\n" + table
+            md_table(["project", "project_id", "billed"], table, right=[2])
             if table
             else "_nothing billed_"
         ),
@@ -282,9 +297,10 @@ def costs_daily(
             source = api.metadata(include_request_count=single_day)
     names = _project_names(engine)
     reports = []
-    for day in days:
-        replace_cost_day(engine, day)
-        reports.append((day.day, source | costs_metadata([day], names)))
+    with permanent_errors_fail_fast():
+        for day in days:
+            replace_cost_day(engine, day)
+            reports.append((day.day, source | costs_metadata([day], names)))
     # One line per run: each day's figures are in its own materialization.
     context.log.info(
         f"{first_day}..{end_day - dt.timedelta(days=1)}: wrote "
@@ -300,12 +316,32 @@ def costs_daily(
 
 
 def _text(item: dict[str, Any], name: str, where: str, *, required: bool = False) -> str | None:
+    """A string field that identifies something (an id): a NUL in it is refused."""
     value = item.get(name)
     if value is None and not required:
         return None
     if not isinstance(value, str) or (required and not value):
         raise PayloadError(f"{where}: {name}={value!r} is not a {'non-empty ' * required}string")
+    if "\x00" in value:
+        raise PayloadError(
+            f"{where}: {name}={value!r} contains a NUL character, which PostgreSQL text cannot "
+            "store"
+        )
     return value
+
+
+#: What a NUL character in a name, email, role or status is stored as (the Unicode
+#: replacement character, visible in a dashboard).
+NAME_NUL_REPLACEMENT = "\ufffd"
+
+
+def _label(item: dict[str, Any], name: str, where: str) -> str | None:
+    """A string field people read (a name, an email): a NUL in it becomes U+FFFD, so that one
+    odd name does not refuse the whole refresh."""
+    value = item.get(name)
+    if isinstance(value, str):
+        return value.replace("\x00", NAME_NUL_REPLACEMENT)
+    return _text(item, name, where)
 
 
 def _timestamp(item: dict[str, Any], name: str, where: str) -> dt.datetime | None:
@@ -333,8 +369,8 @@ def project_rows(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "id": _text(item, "id", where, required=True),
-                "name": _text(item, "name", where),
-                "status": _text(item, "status", where),
+                "name": _label(item, "name", where),
+                "status": _label(item, "status", where),
                 "created_at": _timestamp(item, "created_at", where),
                 "archived_at": _timestamp(item, "archived_at", where),
             }
@@ -349,9 +385,9 @@ def user_rows(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "id": _text(item, "id", where, required=True),
-                "name": _text(item, "name", where),
-                "email": _text(item, "email", where),
-                "role": _text(item, "role", where),
+                "name": _label(item, "name", where),
+                "email": _label(item, "email", where),
+                "role": _label(item, "role", where),
             }
         )
     return _unique(rows, "user")
@@ -366,8 +402,8 @@ def api_key_rows(project_id: str, items: Iterable[dict[str, Any]]) -> list[dict[
             {
                 "id": _text(item, "id", where, required=True),
                 "project_id": project_id,
-                "name": _text(item, "name", where),
-                "redacted_value": _text(item, "redacted_value", where),
+                "name": _label(item, "name", where),
+                "redacted_value": _label(item, "redacted_value", where),
             }
         )
     return rows
@@ -394,7 +430,8 @@ def fetch_api_keys(client: AdminAPIClient, project_ids: Iterable[str]) -> list[d
 
 def replace_table(engine: Engine, model: type[Base], rows: list[dict[str, Any]]) -> int:
     """Replace a whole names table in one transaction (readers see the old rows until commit)."""
-    with engine.begin() as conn:
+    table = f"{SCHEMA}.{model.__tablename__}"
+    with refused_values_fail_as_payload(f"the names table {table}"), engine.begin() as conn:
         conn.execute(
             text("SELECT pg_advisory_xact_lock(:key)"),
             {"key": _lock_key(f"{SCHEMA}.{model.__tablename__}")},
@@ -428,11 +465,12 @@ def openai_projects(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    engine = usage_db.engine()
-    with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
-        rows = fetch_projects(api.client)
-        metadata = api.metadata(include_request_count=True)
-    replace_table(engine, Project, rows)
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()
+        with openai_admin.connect(context.log) as api:
+            rows = fetch_projects(api.client)
+            metadata = api.metadata(include_request_count=True)
+        replace_table(engine, Project, rows)
     archived = sum(1 for row in rows if row["status"] == "archived")
     context.log.info(f"wrote {len(rows)} projects ({archived} archived)")
     metadata.update(_names_metadata(PROJECTS_TABLE, len(rows)))
@@ -455,11 +493,12 @@ def openai_users(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    engine = usage_db.engine()
-    with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
-        rows = fetch_users(api.client)
-        metadata = api.metadata(include_request_count=True)
-    replace_table(engine, User, rows)
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()
+        with openai_admin.connect(context.log) as api:
+            rows = fetch_users(api.client)
+            metadata = api.metadata(include_request_count=True)
+        replace_table(engine, User, rows)
     context.log.info(f"wrote {len(rows)} users")
     metadata.update(_names_metadata(USERS_TABLE, len(rows)))
     return dg.MaterializeResult(metadata=metadata)
@@ -482,14 +521,15 @@ def openai_api_keys(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    engine = usage_db.engine()
-    with permanent_errors_fail_fast(), openai_admin.connect(context.log) as api:
-        # The project list is fetched again, not read from `projects`: keys of every project
-        # that exists now, even when that table is stale.
-        projects = fetch_projects(api.client)
-        rows = fetch_api_keys(api.client, [project["id"] for project in projects])
-        metadata = api.metadata(include_request_count=True)
-    replace_table(engine, ApiKey, rows)
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()
+        with openai_admin.connect(context.log) as api:
+            # The project list is fetched again, not read from `projects`: keys of every
+            # project that exists now, even when that table is stale.
+            projects = fetch_projects(api.client)
+            rows = fetch_api_keys(api.client, [project["id"] for project in projects])
+            metadata = api.metadata(include_request_count=True)
+        replace_table(engine, ApiKey, rows)
     context.log.info(f"wrote {len(rows)} API keys of {len(projects)} projects")
     metadata.update(_names_metadata(API_KEYS_TABLE, len(rows)))
     metadata["projects"] = dg.MetadataValue.int(len(projects))

@@ -12,6 +12,7 @@ from usage_assets import settings
 from usage_assets.errors import (
     AdminAPIError,
     ConfigurationError,
+    DatabaseUnavailableError,
     PayloadError,
     QueryValidationError,
     SchemaNotReadyError,
@@ -58,7 +59,13 @@ NAMES_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=dt.timedelta(days=8), warn_window=dt.timedelta(days=2)
 )
 
-PERMANENT_ERRORS = (ConfigurationError, QueryValidationError, PayloadError, SchemaNotReadyError)
+PERMANENT_ERRORS = (
+    ConfigurationError,
+    QueryValidationError,
+    PayloadError,
+    SchemaNotReadyError,
+    DatabaseUnavailableError,
+)
 
 
 @contextmanager

@@ -15,7 +15,12 @@ from sqlalchemy import Engine
 
 from usage_assets import settings
 from usage_assets.admin_api import AdminAPIClient, Logger, RetrySettings
-from usage_assets.database import engine_for, prepare_schema, resolve_url
+from usage_assets.database import (
+    engine_for,
+    prepare_schema,
+    resolve_url,
+    unreachable_database_fails_clearly,
+)
 from usage_assets.errors import ConfigurationError
 
 SIMULATED_BANNER = (
@@ -127,7 +132,13 @@ class UsageDatabase(dg.ConfigurableResource):  # type: ignore[type-arg]
     def engine(self) -> Engine:
         """The engine, with the schema checked (or migrated) to the code's revision."""
         engine = engine_for(resolve_url(self.url))
-        prepare_schema(engine, auto_migrate=self.auto_migrate)
+        source = (
+            "USAGE_DATABASE_URL"
+            if self.url or settings.database_url()
+            else "the embedded PostgreSQL of USAGE_DATA_DIR on USAGE_EMBEDDED_PG_PORT"
+        )
+        with unreachable_database_fails_clearly(engine, source):
+            prepare_schema(engine, auto_migrate=self.auto_migrate)
         return engine
 
 

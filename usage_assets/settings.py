@@ -1,15 +1,20 @@
 """Environment configuration: the public contract of usage_assets.
 
 Every knob is an environment variable (a `.env` file in the working directory works too).
-Values are read and validated here, once, so a typo fails with a message that names the
-variable instead of surfacing later as a confusing HTTP or SQL error.
+Values are read and validated here, so a typo fails with a message that names the variable
+instead of surfacing later as a confusing HTTP or SQL error. `load` reads every variable of the
+README's configuration table at once; the code location calls it when it loads, so a bad value
+fails the load, not the 02:00 schedule tick that would have read it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
@@ -35,9 +40,21 @@ def _env(name: str) -> str | None:
     return value.strip()
 
 
+def _header_value(name: str, *, secret: bool = False) -> str | None:
+    """A variable sent as an HTTP header value: no whitespace or control characters inside
+    (a pasted newline would make every request fail). A secret's value is never shown."""
+    value = _env(name)
+    if value is not None and any(c.isspace() or not c.isprintable() for c in value):
+        shown = "" if secret else f"={value!r}"
+        raise ConfigurationError(
+            f"{name}{shown} contains whitespace or control characters; set it to the value alone."
+        )
+    return value
+
+
 def admin_key() -> str | None:
     """OPENAI_ADMIN_KEY: the organization admin key; unset means the built-in simulator."""
-    return _env("OPENAI_ADMIN_KEY")
+    return _header_value("OPENAI_ADMIN_KEY", secret=True)
 
 
 def base_url() -> str | None:
@@ -56,12 +73,22 @@ def base_url() -> str | None:
 
 def organization() -> str | None:
     """OPENAI_ORGANIZATION: optional `OpenAI-Organization` header."""
-    return _env("OPENAI_ORGANIZATION")
+    return _header_value("OPENAI_ORGANIZATION")
 
 
 def database_url() -> str | None:
     """USAGE_DATABASE_URL as set by the user; None means the embedded PostgreSQL."""
     return _env("USAGE_DATABASE_URL")
+
+
+def _checked_database_url() -> str | None:
+    """USAGE_DATABASE_URL, refused unless it is a PostgreSQL URL (messages hide the value)."""
+    value = database_url()
+    if value is not None:
+        from usage_assets.database import normalize_url  # it imports this module
+
+        normalize_url(value)
+    return value
 
 
 def start_date() -> dt.date:
@@ -82,6 +109,26 @@ def data_dir() -> Path:
     """USAGE_DATA_DIR: where the embedded PostgreSQL and the quickstart's DAGSTER_HOME live."""
     value = _env("USAGE_DATA_DIR")
     return Path(value).expanduser().resolve() if value else PROJECT_ROOT / ".usage_data"
+
+
+def _checked_data_dir() -> Path:
+    path = data_dir()
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"USAGE_DATA_DIR={str(path)!r} exists and is not a directory.")
+    return path
+
+
+def dagster_home() -> Path | None:
+    """DAGSTER_HOME (read by Dagster itself): an absolute path, a directory if it exists."""
+    value = _env("DAGSTER_HOME")
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ConfigurationError(f"DAGSTER_HOME={value!r} must be an absolute path.")
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"DAGSTER_HOME={value!r} exists and is not a directory.")
+    return path
 
 
 def embedded_port() -> int:
@@ -105,6 +152,28 @@ def auto_migrate() -> bool:
 def price_overrides() -> str | None:
     """USAGE_PRICE_OVERRIDES: path of a YAML/CSV price override file (relative: to the repo)."""
     return _env("USAGE_PRICE_OVERRIDES")
+
+
+def price_overrides_path() -> Path | None:
+    """USAGE_PRICE_OVERRIDES as a path: relative paths are relative to the repository."""
+    value = price_overrides()
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _checked_price_overrides() -> str | None:
+    """USAGE_PRICE_OVERRIDES, with the file read and every price in it validated."""
+    from usage_assets.pricing import load_overrides  # it imports this module's errors
+
+    try:
+        load_overrides(price_overrides_path())
+    except ConfigurationError as exc:
+        if "USAGE_PRICE_OVERRIDES" in str(exc):
+            raise
+        raise ConfigurationError(f"USAGE_PRICE_OVERRIDES: {exc}") from None
+    return price_overrides()
 
 
 def cost_tolerance() -> float:
@@ -152,7 +221,15 @@ def lookback_days() -> int:
 
 def schedule_cron() -> str:
     """USAGE_SCHEDULE_CRON: when the daily run starts, in UTC (default 02:00)."""
-    return _env("USAGE_SCHEDULE_CRON") or "0 2 * * *"  # Dagster validates it at load
+    from dagster._utils.schedules import is_valid_cron_string  # what Dagster's schedules use
+
+    value = _env("USAGE_SCHEDULE_CRON") or "0 2 * * *"
+    if not is_valid_cron_string(value):
+        raise ConfigurationError(
+            f"USAGE_SCHEDULE_CRON={value!r} is not a cron schedule Dagster accepts; expected "
+            "five fields (minute hour day-of-month month day-of-week), e.g. '0 2 * * *'."
+        )
+    return value
 
 
 def schedule_running() -> bool:
@@ -173,3 +250,70 @@ def freshness_deadline_hour() -> int:
 def step_retries() -> int:
     """USAGE_STEP_RETRIES: step re-runs after transient Admin API failures (default 2)."""
     return _int_setting("USAGE_STEP_RETRIES", 2, 0, 10)
+
+
+# --------------------------------------------------------------------------- all at once
+
+
+def _from(variable: str, read: Callable[[], Any]) -> dict[str, Any]:
+    """A `Settings` field's metadata: the environment variable, and its validating reader."""
+    return {"variable": variable, "read": read}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every variable of the README's configuration table, read and validated by `load`.
+
+    Adding a variable is one line here (plus its reader above, and its README row). Each line
+    names the module-level reader before the field of the same name exists.
+    """
+
+    admin_key: str | None = field(repr=False, metadata=_from("OPENAI_ADMIN_KEY", admin_key))
+    base_url: str | None = field(metadata=_from("OPENAI_BASE_URL", base_url))
+    organization: str | None = field(metadata=_from("OPENAI_ORGANIZATION", organization))
+    database_url: str | None = field(
+        repr=False, metadata=_from("USAGE_DATABASE_URL", _checked_database_url)
+    )
+    start_date: dt.date = field(metadata=_from("USAGE_START_DATE", start_date))
+    price_overrides: str | None = field(
+        metadata=_from("USAGE_PRICE_OVERRIDES", _checked_price_overrides)
+    )
+    cost_tolerance: float = field(metadata=_from("USAGE_COST_TOLERANCE", cost_tolerance))
+    revision_tolerance: float = field(
+        metadata=_from("USAGE_REVISION_TOLERANCE", revision_tolerance)
+    )
+    schedule_cron: str = field(metadata=_from("USAGE_SCHEDULE_CRON", schedule_cron))
+    schedule_running: bool = field(
+        metadata=_from("USAGE_SCHEDULE_DEFAULT_STATUS", schedule_running)
+    )
+    lookback_days: int = field(metadata=_from("USAGE_LOOKBACK_DAYS", lookback_days))
+    freshness_deadline_hour: int = field(
+        metadata=_from("USAGE_FRESHNESS_DEADLINE_HOUR", freshness_deadline_hour)
+    )
+    step_retries: int = field(metadata=_from("USAGE_STEP_RETRIES", step_retries))
+    auto_migrate: bool = field(metadata=_from("USAGE_AUTO_MIGRATE", auto_migrate))
+    data_dir: Path = field(metadata=_from("USAGE_DATA_DIR", _checked_data_dir))
+    embedded_port: int = field(metadata=_from("USAGE_EMBEDDED_PG_PORT", embedded_port))
+    dagster_home: Path | None = field(metadata=_from("DAGSTER_HOME", dagster_home))
+
+
+#: The environment variables `load` reads: the public contract (README, "Configuration").
+VARIABLES: tuple[str, ...] = tuple(f.metadata["variable"] for f in fields(Settings))
+
+
+def load() -> Settings:
+    """Read and validate every variable; one ConfigurationError lists every bad one."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for setting in fields(Settings):
+        try:
+            values[setting.name] = setting.metadata["read"]()
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigurationError(
+            " ".join(problems)
+            if len(problems) == 1
+            else "\n".join(["Bad configuration:", *(f"- {problem}" for problem in problems)])
+        )
+    return Settings(**values)

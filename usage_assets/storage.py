@@ -18,6 +18,7 @@ import psycopg.errors
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
+from usage_assets.database import refused_values_fail_as_payload
 from usage_assets.errors import PayloadError
 from usage_assets.models import (
     SCHEMA,
@@ -63,7 +64,7 @@ def replace_day(
         CompletionsUsageHourly.bucket_start < end,
     )
     written = input_tokens = output_tokens = requests = 0
-    with engine.begin() as conn:
+    with refused_values_fail_as_payload(f"usage day {day} ({_TABLE})"), engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _day_lock_key(day)})
         # The COPY lasts as long as the day's pages take to arrive (retries and Retry-After
         # included), so a server-wide statement_timeout must not cut it short.
