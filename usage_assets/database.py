@@ -170,6 +170,11 @@ def refused_values_fail_as_payload(what: str) -> Iterator[None]:
     """
     try:
         yield
+    except UnicodeEncodeError as exc:  # a lone surrogate: psycopg cannot even send it
+        raise PayloadError(
+            f"A value of {what} is not valid Unicode text ({exc.reason}: "
+            f"{exc.object[exc.start : exc.end]!r}); nothing of it was written"
+        ) from exc
     except (psycopg.DataError, sqlalchemy.exc.DataError) as exc:
         error = exc.orig if isinstance(exc, sqlalchemy.exc.DataError) else exc
         detail = str(error).strip()

@@ -116,11 +116,25 @@ def _refuse(result: Any, bucket: UsageBucket, index: int) -> PayloadError:
     return PayloadError(f"{where} is not a valid usage result")  # pragma: no cover
 
 
+def _is_utf8(text: str) -> bool:
+    """False for a string holding a lone surrogate, which UTF-8 (and PostgreSQL) cannot encode."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _jsonb_safe(value: Any) -> Any:
-    """`value` with every NUL in strings and keys spelled as the text \\u0000, and NaN or
-    Infinity as a string: what jsonb cannot store, kept in a form it can."""
+    """`value` with every NUL in strings and keys spelled as the text \\u0000, a lone surrogate
+    as its escape (\\ud800), and NaN or Infinity as a string: what jsonb cannot store, kept in a
+    form it can."""
     if isinstance(value, str):
-        return value.replace("\x00", NUL_REPLACEMENT)
+        value = value.replace("\x00", NUL_REPLACEMENT)
+        # A lone surrogate (JSON's "\ud800" escape alone) has no UTF-8 form: kept as its text.
+        return value if _is_utf8(value) else value.encode("utf-8", "backslashreplace").decode()
     if isinstance(value, dict):
         return {
             _jsonb_safe(k) if isinstance(k, str) else k: _jsonb_safe(v) for k, v in value.items()
@@ -133,15 +147,20 @@ def _jsonb_safe(value: Any) -> Any:
 
 
 def _storable_json(result: dict[str, Any], bucket: UsageBucket, index: int) -> str:
-    """The slow path of the `result` column, for a result whose JSON has a NUL escape (or a
-    non-finite number): a NUL in a dimension is refused (its text column cannot store it), a
-    NUL elsewhere is kept as text (see `_jsonb_safe`)."""
+    """The slow path of the `result` column, for a result whose JSON has a NUL escape, a lone
+    surrogate or a non-finite number: in a dimension it is refused (its text column cannot
+    store it); elsewhere it is kept as text (see `_jsonb_safe`)."""
     for name in DIMENSIONS:
         value = result.get(name)
         if isinstance(value, str) and "\x00" in value:
             raise PayloadError(
                 f"{_where(bucket, index)}: {name}={value!r} contains a NUL character, which "
                 "PostgreSQL text cannot store"
+            )
+        if isinstance(value, str) and not _is_utf8(value):
+            raise PayloadError(
+                f"{_where(bucket, index)}: {name}={value!r} contains a lone surrogate, which is "
+                "not valid Unicode text"
             )
     return _to_json(_jsonb_safe(result))
 
@@ -161,7 +180,7 @@ def _rows(bucket: UsageBucket, results: Iterable[Any], first_index: int = 0) -> 
             if _is_valid(get("object", RESULT_OBJECT), dims, metrics):
                 try:
                     encoded = _to_json(result)
-                    storable = _NUL_ESCAPE not in encoded
+                    storable = _NUL_ESCAPE not in encoded and _is_utf8(encoded)
                 except ValueError:  # NaN or Infinity in an unknown field
                     storable = False
                 if not storable:

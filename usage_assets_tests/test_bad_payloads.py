@@ -97,6 +97,24 @@ def test_a_nul_in_an_unknown_field_or_key_is_kept_as_text() -> None:
     assert {k: v for k, v in stored.items() if k in sample_result()} == sample_result()
 
 
+@pytest.mark.parametrize("name", [d for d in DIMENSIONS if d != "batch"])
+def test_a_lone_surrogate_in_a_dimension_is_refused_naming_the_field(name: str) -> None:
+    # JSON's "\ud800" escape on its own decodes to a string UTF-8 cannot encode.
+    with pytest.raises(PayloadError) as excinfo:
+        normalize_result(sample_result(**{name: json.loads('"gpt\\ud800"')}), BUCKET, 3)
+    message = str(excinfo.value)
+    assert BUCKET_TIME in message and "#3" in message and f"{name}=" in message
+    assert "lone surrogate" in message
+
+
+def test_a_lone_surrogate_in_an_unknown_field_is_kept_as_its_escape() -> None:
+    result = sample_result(note=json.loads('"a\\udc80b"'), fine="caf\u00e9")
+    encoded = normalize_result(result, BUCKET, 0)[-1]
+    encoded.encode()  # storable: valid UTF-8
+    stored = json.loads(encoded)
+    assert stored["note"] == "a\\udc80b" and stored["fine"] == "caf\u00e9"
+
+
 def test_an_escaped_backslash_before_u0000_is_not_mangled() -> None:
     # The JSON of this text contains `\\u0000`, which holds the NUL escape as a substring.
     result = sample_result(note="C:\\u0000\\dir", other="\\\\u0000")
@@ -152,6 +170,38 @@ def test_nul_in_unknown_usage_fields_lands_as_text(engine: Engine, database_url:
             {"key": f"ke{NUL_TEXT}y"},
         ).all()
     assert kept == [(f"a{NUL_TEXT}b", "v", "a\\u0000b")]
+
+
+def test_a_lone_surrogate_in_an_unknown_usage_field_lands_as_text(
+    engine: Engine, database_url: str
+) -> None:
+    extra = {"future_field": json.loads('"x\\ud83dy"')}
+    with SimulatedAdminAPI(org=SyntheticOrganization(extra_result_fields=extra)) as sim:
+        result = materialize_usage(admin_for(sim), database_url)
+    assert result.success
+    with engine.connect() as conn:
+        kept = conn.execute(
+            text(
+                "SELECT DISTINCT result->>'future_field' FROM openai_usage.completions_usage_hourly"
+            )
+        ).all()
+    assert kept == [("x\\ud83dy",)]
+
+
+def test_text_psycopg_cannot_encode_is_a_payload_error_naming_the_day(engine: Engine) -> None:
+    """The safety net, for a row the normalizer did not check: a lone surrogate fails in the
+    driver (UnicodeEncodeError), not in PostgreSQL."""
+    day = dt.date(2025, 6, 2)
+    info = LoadInfo(
+        group_by=list(DIMENSIONS), simulated=True, source_url="test", dagster_run_id=None
+    )
+    replace_day(engine, DaySummary(day), [normalize_result(sample_result(), BUCKET, 0)], info)
+    good = table_rows(engine)
+    row = normalize_result(sample_result(model="other"), BUCKET, 1)
+    bad = (*row[:2], "proj\ud800", *row[3:])  # project_id, after bucket_start and bucket_end
+    with pytest.raises(PayloadError, match=r"usage day 2025-06-02 .*not valid Unicode"):
+        replace_day(engine, DaySummary(day), [bad], info)
+    assert table_rows(engine) == good
 
 
 def test_a_value_postgres_refuses_is_a_payload_error_naming_the_day(engine: Engine) -> None:
