@@ -176,33 +176,28 @@ def _checked_price_overrides() -> str | None:
     return price_overrides()
 
 
-def cost_tolerance() -> float:
-    """USAGE_COST_TOLERANCE: relative estimated-vs-billed gap the check accepts (default 0.05)."""
-    value = _env("USAGE_COST_TOLERANCE") or "0.05"
+def _fraction_setting(name: str, default: str, example: str) -> float:
+    value = _env(name) or default
     try:
         parsed = float(value)
     except ValueError:
         parsed = -1.0
     if not 0 <= parsed < 1:
         raise ConfigurationError(
-            f"USAGE_COST_TOLERANCE={value!r} must be a fraction between 0 and 1 (0.05 = 5%)."
+            f"{name}={value!r} must be a fraction between 0 and 1 ({example})."
         )
     return parsed
+
+
+def cost_tolerance() -> float:
+    """USAGE_COST_TOLERANCE: relative estimated-vs-billed gap the check accepts (default 0.05)."""
+    return _fraction_setting("USAGE_COST_TOLERANCE", "0.05", "0.05 = 5%")
 
 
 def revision_tolerance() -> float:
     """USAGE_REVISION_TOLERANCE: relative drop in a closed day's tokens that a reload may show
     before the `reloads_do_not_lose_usage` check warns (default 0.001)."""
-    value = _env("USAGE_REVISION_TOLERANCE") or "0.001"
-    try:
-        parsed = float(value)
-    except ValueError:
-        parsed = -1.0
-    if not 0 <= parsed < 1:
-        raise ConfigurationError(
-            f"USAGE_REVISION_TOLERANCE={value!r} must be a fraction between 0 and 1 (0.001 = 0.1%)."
-        )
-    return parsed
+    return _fraction_setting("USAGE_REVISION_TOLERANCE", "0.001", "0.001 = 0.1%")
 
 
 def _int_setting(name: str, default: int, low: int, high: int) -> int:
