@@ -134,11 +134,6 @@ def reload_check(days: Sequence[DaySummary], tolerance: float) -> dg.AssetCheckR
                     "rows_after": after.row_count,
                 }
             )
-    table = "\n".join(
-        f"| {loss['usage_date']} | {loss['tokens_before']:,} | {loss['tokens_after']:,} "
-        f"| {loss['tokens_change_pct']}% | {loss['rows_before']:,} | {loss['rows_after']:,} |"
-        for loss in losses
-    )
     return dg.AssetCheckResult(
         check_name=RELOAD_CHECK,
         passed=not losses,
@@ -150,9 +145,22 @@ def reload_check(days: Sequence[DaySummary], tolerance: float) -> dg.AssetCheckR
             "days_losing_usage": dg.MetadataValue.int(len(losses)),
             "losses": dg.MetadataValue.json(losses),
             "losses_table": dg.MetadataValue.md(
-                "| day | tokens before | tokens after | change | rows before | rows after |\n"
-                "|---|---:|---:|---:|---:|---:|\n" + table
-                if table
+                md_table(
+                    ["day", "tokens before", "tokens after", "change", "rows before", "rows after"],
+                    [
+                        (
+                            loss["usage_date"],
+                            f"{loss['tokens_before']:,}",
+                            f"{loss['tokens_after']:,}",
+                            f"{loss['tokens_change_pct']}%",
+                            f"{loss['rows_before']:,}",
+                            f"{loss['rows_after']:,}",
+                        )
+                        for loss in losses
+                    ],
+                    right=range(1, 6),
+                )
+                if losses
                 else "_no reloaded closed day lost usage_"
             ),
         },
