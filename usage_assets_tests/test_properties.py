@@ -20,7 +20,12 @@ from usage_assets.pricing import RATE_FIELDS
 
 BUCKET = UsageBucket(1_763_596_800, 1_763_600_400, [])
 counts = st.integers(min_value=0, max_value=10**15)
-names = st.one_of(st.none(), st.text(min_size=1, max_size=20))
+#: Text PostgreSQL can store: no NUL (refused in a dimension, rewritten in an unknown field; see
+#: the properties below) and no lone surrogate (no UTF-8 form).
+storable_text = st.text(
+    st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=20
+)
+names = st.one_of(st.none(), storable_text)
 
 
 @st.composite
@@ -34,7 +39,7 @@ def results(draw: st.DrawFn) -> dict[str, Any]:
         choice = draw(st.sampled_from(["absent", "null", "value"]))
         if choice != "absent":
             result[name] = None if choice == "null" else draw(counts)
-    extra = draw(st.dictionaries(st.text(min_size=1, max_size=8), st.integers(), max_size=3))
+    extra = draw(st.dictionaries(storable_text, st.integers(), max_size=3))
     result.update({f"x_{key}": value for key, value in extra.items()})
     return result
 
@@ -63,6 +68,33 @@ def test_a_bad_count_is_refused_by_name(result: dict[str, Any], field: str, bad:
     result[field] = bad
     with pytest.raises(PayloadError, match=field):
         normalize_result(result, BUCKET, 0)
+
+
+@given(
+    results(),
+    st.sampled_from([d for d in DIMENSIONS if d != "batch"]),
+    st.text(max_size=5),
+    st.text(max_size=5),
+)
+def test_a_nul_in_a_dimension_is_refused_by_name(
+    result: dict[str, Any], field: str, before: str, after: str
+) -> None:
+    result[field] = f"{before}\x00{after}"
+    with pytest.raises(PayloadError, match=f"{field}=.*NUL"):
+        normalize_result(result, BUCKET, 0)
+
+
+@given(results(), st.text(max_size=5), st.text(max_size=5))
+def test_a_nul_in_an_unknown_field_is_kept_as_text(
+    result: dict[str, Any], before: str, after: str
+) -> None:
+    result["x_future"] = f"{before}\x00{after}"
+    row = dict(zip(USAGE_COPY_COLUMNS, normalize_result(result, BUCKET, 0), strict=True))
+    kept = json.loads(row["result"])
+    assert kept["x_future"] == result["x_future"].replace("\x00", "\\u0000")
+    assert {k: v for k, v in kept.items() if k != "x_future"} == {
+        k: v for k, v in result.items() if k != "x_future"
+    }
 
 
 rates = st.one_of(st.none(), st.decimals(min_value=0, max_value=200, places=4))
