@@ -356,8 +356,8 @@ class AdminAPIClient:
     def iter_costs(self, query: CostsQuery) -> Iterator[CostBucket]:
         """Daily cost buckets in time order, amounts as exact `Decimal`, every result validated.
 
-        A bucket continued on the next page comes out as one; a (project, line item) listed
-        twice in one bucket is a PayloadError.
+        A bucket continued on the next page comes out as one; a grouping key (project, line
+        item, API key, user, API source) listed twice in one bucket is a PayloadError.
         """
         pending: CostBucket | None = None
         pages = self.iter_pages(COSTS_PATH, query.to_params(), exact_decimals=True)
@@ -468,8 +468,14 @@ def _check_list_envelope(page: dict[str, Any], path: str, number: int) -> list[d
 # --------------------------------------------------------------------------- billed costs
 
 COSTS_PATH: Final = "/organization/costs"
-#: Every field the costs endpoint accepts in `group_by`.
-COSTS_GROUP_BY_FIELDS: Final[tuple[str, ...]] = ("project_id", "line_item")
+#: Every field the costs endpoint accepts in `group_by`, in the order of the grouping key.
+COSTS_GROUP_BY_FIELDS: Final[tuple[str, ...]] = (
+    "project_id",
+    "line_item",
+    "api_key_id",
+    "user_id",
+    "api_source",
+)
 #: (default, max) 1d buckets per page of the costs endpoint, as documented.
 COSTS_BUCKET_LIMITS: Final = (7, 180)
 COSTS_RESULT_OBJECT: Final = "organization.costs.result"
@@ -566,15 +572,52 @@ def parse_amount(value: object, where: str) -> Decimal:
     return amount
 
 
+def _id_text(raw: dict[str, Any], name: str, where: str) -> str | None:
+    """A nullable string that identifies something: a NUL in it is refused (PostgreSQL text
+    cannot store it, and changing an id would misattribute money)."""
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{where}: {name}={value!r} is not a string")
+    if "\x00" in value:
+        raise PayloadError(
+            f"{where}: {name}={value!r} contains a NUL character, which PostgreSQL text cannot "
+            "store"
+        )
+    return value
+
+
+#: Named in every message about a cost result, even when null (the other fields when set).
+_ALWAYS_NAMED: Final = ("project_id", "line_item")
+#: The grouping key of a cost result: (project_id, line_item, api_key_id, user_id, api_source).
+CostKey = tuple[str | None, str | None, str | None, str | None, str | None]
+
+
 @dataclass(frozen=True)
 class CostResult:
-    """One validated cost result; `result` is the whole object as received (amounts exact)."""
+    """One validated cost result; `result` is the whole object as received (amounts exact).
+
+    A field the query did not group by comes back null. `quantity` (with `quantity_unit`,
+    e.g. "tokens", "images", "gibibyte_hours": any string) comes with a `line_item` grouping;
+    it is exact like the amount, and nullable.
+    """
 
     project_id: str | None
     line_item: str | None
     amount: Decimal
     currency: str
     result: dict[str, Any]
+    api_key_id: str | None = None
+    user_id: str | None = None
+    api_source: str | None = None
+    quantity: Decimal | None = None
+    quantity_unit: str | None = None
+
+    @property
+    def key(self) -> CostKey:
+        """What one result of a bucket is for: no two results of a bucket may share it."""
+        return (self.project_id, self.line_item, self.api_key_id, self.user_id, self.api_source)
 
     @classmethod
     def parse(cls, raw: Any, where: str) -> CostResult:
@@ -583,18 +626,9 @@ class CostResult:
         kind = raw.get("object", COSTS_RESULT_OBJECT)
         if kind != COSTS_RESULT_OBJECT:
             raise PayloadError(f"{where}: object={kind!r}, expected {COSTS_RESULT_OBJECT!r}")
-        for name in COSTS_GROUP_BY_FIELDS:
-            value = raw.get(name)
-            if value is not None and not isinstance(value, str):
-                raise PayloadError(f"{where}: {name}={value!r} is not a string")
-            if value is not None and "\x00" in value:
-                raise PayloadError(
-                    f"{where}: {name}={value!r} contains a NUL character, which PostgreSQL "
-                    "text cannot store"
-                )
-        where = (
-            f"{where} (project_id={raw.get('project_id')!r}, line_item={raw.get('line_item')!r})"
-        )
+        key = {name: _id_text(raw, name, where) for name in COSTS_GROUP_BY_FIELDS}
+        named = (f"{k}={v!r}" for k, v in key.items() if v is not None or k in _ALWAYS_NAMED)
+        where = f"{where} ({', '.join(named)})"
         amount = raw.get("amount")
         if not isinstance(amount, dict):
             raise PayloadError(f"{where}: amount={amount!r} is missing or not an object")
@@ -607,7 +641,15 @@ class CostResult:
                 f"{where}: amount.currency={currency!r}; only 'usd' is supported (amounts are "
                 "stored as USD)"
             )
-        return cls(raw.get("project_id"), raw.get("line_item"), value, currency.lower(), raw)
+        quantity = raw.get("quantity")
+        return cls(
+            amount=value,
+            currency=currency.lower(),
+            result=raw,
+            quantity=None if quantity is None else parse_amount(quantity, f"{where}: quantity"),
+            quantity_unit=_id_text(raw, "quantity_unit", where),
+            **key,
+        )
 
 
 @dataclass
@@ -623,14 +665,15 @@ class CostBucket:
         return dt.datetime.fromtimestamp(self.start_time, dt.UTC).date()
 
     def extend(self, results: Iterable[CostResult]) -> None:
-        keys = {(r.project_id, r.line_item) for r in self.results}
+        keys = {r.key for r in self.results}
         for result in results:
-            key = (result.project_id, result.line_item)
+            key = result.key
             if key in keys:
-                raise PayloadError(
-                    f"costs bucket {self.day}: project_id={key[0]!r}, line_item={key[1]!r} is "
-                    "listed twice"
+                named = ", ".join(
+                    f"{name}={value!r}"
+                    for name, value in zip(COSTS_GROUP_BY_FIELDS, key, strict=True)
                 )
+                raise PayloadError(f"costs bucket {self.day}: {named} is listed twice")
             keys.add(key)
             self.results.append(result)
 

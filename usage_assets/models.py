@@ -257,7 +257,8 @@ class ApiKey(Base):
 
 
 class CostDaily(Base):
-    """Billed costs (`GET /v1/organization/costs`), one row per day, project and line item."""
+    """Billed costs (`GET /v1/organization/costs`), one row per day and grouping key: project,
+    line item, API key, user and API source (those not grouped by are NULL, see `group_by`)."""
 
     __tablename__ = "costs_daily"
     __table_args__ = (
@@ -265,10 +266,16 @@ class CostDaily(Base):
             "usage_date",
             "project_id",
             "line_item",
-            name="uq_costs_daily_day_project_line_item",
+            "api_key_id",
+            "user_id",
+            "api_source",
+            name="uq_costs_daily_day_grouping_key",
             postgresql_nulls_not_distinct=True,
         ),
-        {"comment": "Billed OpenAI costs per UTC day, project and line item."},
+        {
+            "comment": "Billed OpenAI costs per UTC day, project, line item, API key, user and "
+            "API source."
+        },
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -286,6 +293,26 @@ class CostDaily(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSONB)
     ingested_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
+    )
+    api_key_id: Mapped[str | None] = mapped_column(
+        Text, comment="NULL: not grouped by API key (see group_by), or no key."
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        Text, comment="NULL: not grouped by user (see group_by), or no user."
+    )
+    api_source: Mapped[str | None] = mapped_column(
+        Text, comment="NULL: not grouped by API source (see group_by), or none reported."
+    )
+    quantity: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="Billed quantity of the line item, in quantity_unit."
+    )
+    quantity_unit: Mapped[str | None] = mapped_column(
+        Text, comment="tokens, 1000_tokens, images, gibibyte_hours, duration_seconds, ..."
+    )
+    group_by: Mapped[list[str] | None] = mapped_column(
+        ARRAY(Text),
+        comment="The API grouping the day was fetched with; NULL: loaded before migration 0006 "
+        "(project_id, line_item).",
     )
 
 

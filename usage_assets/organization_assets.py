@@ -1,7 +1,8 @@
 """Billed costs and the organization's names: the other half of what a FinOps dashboard needs.
 
 - `costs_daily` (daily partitions): `GET /v1/organization/costs`, what OpenAI actually bills,
-  per UTC day, project and line item, kept exact in `numeric` (never float).
+  per UTC day, project, line item, API key, user and API source (or the finest coarser grouping
+  the organization accepts, see COSTS_GROUPINGS), kept exact in `numeric` (never float).
 - `openai_projects`, `openai_users`, `openai_api_keys`: the Admin API's list endpoints, so BI
   shows project and key names instead of ids. Of a key only its id, project, name and redacted
   value are stored.
@@ -29,7 +30,7 @@ from sqlalchemy import Engine, delete, insert, select, text
 from usage_assets.admin_api import COSTS_BUCKET_LIMITS, AdminAPIClient, CostBucket, CostsQuery
 from usage_assets.assets import admin_api_asset
 from usage_assets.database import refused_values_fail_as_payload
-from usage_assets.errors import PayloadError
+from usage_assets.errors import AdminAPIError, PayloadError
 from usage_assets.ingest import epoch_seconds
 from usage_assets.markdown import md_table
 from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
@@ -49,16 +50,33 @@ COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"
 PROJECTS_TABLE = f"{SCHEMA}.{Project.__tablename__}"
 USERS_TABLE = f"{SCHEMA}.{User.__tablename__}"
 API_KEYS_TABLE = f"{SCHEMA}.{ApiKey.__tablename__}"
-COSTS_GROUP_BY = ("project_id", "line_item")
+#: The groupings asked for, finest first. Whether `user_id` can be combined with `project_id`
+#: depends on the organization (and the time range); an unsupported combination is a 400, and
+#: the next, coarser grouping is asked instead. The one used is stored in `costs_daily.group_by`.
+COSTS_GROUPINGS: tuple[tuple[str, ...], ...] = (
+    ("project_id", "line_item", "api_key_id", "user_id", "api_source"),
+    ("project_id", "line_item", "api_key_id", "api_source"),
+    ("project_id", "line_item", "user_id", "api_source"),
+    ("project_id", "line_item", "api_source"),
+    ("project_id", "line_item"),
+)
+#: The finest grouping, asked first.
+COSTS_GROUP_BY = COSTS_GROUPINGS[0]
 #: Columns the costs writer fills, in COPY order (everything but `id` and `ingested_at`).
 COSTS_COPY_COLUMNS = (
     "usage_date",
     "project_id",
     "line_item",
+    "api_key_id",
+    "user_id",
+    "api_source",
     "line_item_model",
     "line_item_kind",
     "amount_usd",
     "currency",
+    "quantity",
+    "quantity_unit",
+    "group_by",
     "result",
 )
 _COSTS_COPY_SQL = f"COPY {COSTS_TABLE} ({', '.join(COSTS_COPY_COLUMNS)}) FROM STDIN"
@@ -78,7 +96,9 @@ def _lock_key(name: str) -> int:
 def parse_line_item(line_item: str | None) -> tuple[str | None, str | None]:
     """`"gpt-4o-2024-08-06, cached input"` -> (model, kind), split on the last ", ".
 
-    A line item without ", " (or none at all) gives (None, None): it is kept as is, unparsed.
+    Any kind is kept as its text, known or not ("gpt-image-1, image generation" -> kind
+    "image generation"). A line item without ", " ("web search tool calls", "vector store
+    storage", or none at all) gives (None, None): the row is kept, with its line item unparsed.
     """
     if line_item is None:
         return None, None
@@ -116,6 +136,8 @@ class CostDay:
     """One UTC day of billed costs, validated and ready to write."""
 
     day: dt.date
+    #: The grouping the day was fetched with (see COSTS_GROUPINGS); stored on every row.
+    group_by: tuple[str, ...] = COSTS_GROUP_BY
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     billed_usd: Decimal = Decimal(0)
     by_project: dict[str | None, Decimal] = field(default_factory=dict)
@@ -131,10 +153,16 @@ class CostDay:
                     self.day,
                     result.project_id,
                     result.line_item,
+                    result.api_key_id,
+                    result.user_id,
+                    result.api_source,
                     model,
                     kind,
                     result.amount,
                     result.currency,
+                    result.quantity,
+                    result.quantity_unit,
+                    list(self.group_by),
                     dump_json(result.result),
                 )
             )
@@ -143,13 +171,15 @@ class CostDay:
             self.by_project[project] = self.by_project.get(project, Decimal(0)) + result.amount
 
 
-def costs_query_for_days(first_day: dt.date, end_day: dt.date) -> CostsQuery:
-    """Daily buckets for [first_day, end_day) by project and line item, few pages."""
+def costs_query_for_days(
+    first_day: dt.date, end_day: dt.date, group_by: tuple[str, ...] = COSTS_GROUP_BY
+) -> CostsQuery:
+    """Daily buckets for [first_day, end_day) by `group_by`, few pages."""
     return CostsQuery(
         start_time=epoch_seconds(first_day),
         end_time=epoch_seconds(end_day),
         bucket_width="1d",
-        group_by=COSTS_GROUP_BY,
+        group_by=group_by,
         limit=min((end_day - first_day).days, COSTS_BUCKET_LIMITS[1]),
     )
 
@@ -176,8 +206,11 @@ def fetch_cost_days(
     """
     now = now or dt.datetime.now(dt.UTC)
     failures = 0
+    groupings = COSTS_GROUPINGS
     while True:
-        days = _fetch_cost_buckets(client, first_day, end_day)
+        days = _fetch_with_finest_grouping(client, first_day, end_day, groupings)
+        # Asked again, a short answer starts from the grouping that was accepted.
+        groupings = groupings[groupings.index(days[0].group_by) :] if days else groupings
         missing = [
             day.day
             for day in days
@@ -194,14 +227,49 @@ def fetch_cost_days(
         )
 
 
+def is_group_by_rejection(exc: AdminAPIError) -> bool:
+    """A 400 about the grouping (OpenAI names `param: group_by`, or the message says so); any
+    other 400 (a bad date, a bad limit) is not cured by a coarser grouping."""
+    return exc.status == 400 and "group_by" in str(exc)
+
+
+def _fetch_with_finest_grouping(
+    client: AdminAPIClient,
+    first_day: dt.date,
+    end_day: dt.date,
+    groupings: tuple[tuple[str, ...], ...],
+) -> list[CostDay]:
+    """The days fetched with the first grouping of `groupings` the API accepts; each refusal
+    is a warning, all of them an AdminAPIError naming every grouping tried."""
+    refusals = []
+    for group_by, coarser in zip(groupings, (*groupings[1:], None), strict=True):
+        try:
+            return _fetch_cost_buckets(client, first_day, end_day, group_by)
+        except AdminAPIError as exc:
+            if not is_group_by_rejection(exc):
+                raise
+            refusals.append(f"{list(group_by)}: {exc}")
+            if coarser is not None:
+                client.log.warning(
+                    f"costs: the API refused group_by={list(group_by)} ({exc}); asking with "
+                    f"the coarser group_by={list(coarser)} instead, recorded in "
+                    f"{COSTS_TABLE}.group_by."
+                )
+    raise AdminAPIError(
+        "costs: the API refused every grouping of billed costs, even by project and line item "
+        f"({'; '.join(refusals)}). Nothing was written; the stored billed costs are kept.",
+        status=400,
+    )
+
+
 def _fetch_cost_buckets(
-    client: AdminAPIClient, first_day: dt.date, end_day: dt.date
+    client: AdminAPIClient, first_day: dt.date, end_day: dt.date, group_by: tuple[str, ...]
 ) -> list[CostDay]:
     days = {
-        first_day + dt.timedelta(days=n): CostDay(first_day + dt.timedelta(days=n))
+        first_day + dt.timedelta(days=n): CostDay(first_day + dt.timedelta(days=n), group_by)
         for n in range((end_day - first_day).days)
     }
-    for bucket in client.iter_costs(costs_query_for_days(first_day, end_day)):
+    for bucket in client.iter_costs(costs_query_for_days(first_day, end_day, group_by)):
         day = days.get(bucket.day)
         if day is None:  # pragma: no cover - CostBucket.parse checks the window already
             raise PayloadError(f"costs bucket {bucket.day} is outside {first_day}..{end_day}")
@@ -260,6 +328,9 @@ def costs_metadata(
         "billed_usd": dg.MetadataValue.float(float(billed)),
         "billed_usd_exact": dg.MetadataValue.text(str(billed)),
         "projects": dg.MetadataValue.int(len(by_project)),
+        "group_by": dg.MetadataValue.text(
+            ", ".join(sorted({",".join(day.group_by) for day in days}))
+        ),
         "top_projects_by_billed_usd": dg.MetadataValue.md(
             md_table(["project", "project_id", "billed"], table, right=[2])
             if table
@@ -270,15 +341,18 @@ def costs_metadata(
 
 @admin_api_asset(
     CostDaily,
-    "GET /v1/organization/costs (bucket_width=1d, group_by project_id, line_item)",
+    "GET /v1/organization/costs (bucket_width=1d, group_by project_id, line_item, api_key_id, "
+    "user_id, api_source, or the finest coarser grouping the organization accepts)",
     name="costs_daily",
     partitions_def=daily_utc_partitions,
     backfill_policy=RANGE_BACKFILL,
     freshness_policy=DAILY_FRESHNESS,
     description=(
         "What OpenAI bills, in USD, per UTC day, project and line item (a model and a token "
-        "kind, e.g. 'gpt-4o-2024-08-06, cached input'), exactly as the Admin Costs API reports "
-        "it. Amounts are exact decimals. Use it to reconcile estimated costs with the invoice; "
+        "kind, e.g. 'gpt-4o-2024-08-06, cached input'), split by API key, user and API source "
+        "where the organization allows that grouping (the grouping used is in `group_by`), "
+        "with the billed quantity and its unit, exactly as the Admin Costs API reports it. "
+        "Amounts are exact decimals. Use it to reconcile estimated costs with the invoice; "
         "billing can lag usage by a day or more, so re-run recent days. Each partition replaces "
         "its day in one transaction, so re-running is safe."
     ),

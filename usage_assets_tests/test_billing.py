@@ -41,8 +41,10 @@ RANGE = {
 RANGE_START = DAY_START - 2 * ONE_DAY
 COLUMNS = (
     "usage_date, project_id, line_item, line_item_model, line_item_kind, amount_usd, currency, "
-    "result"
+    "result, api_key_id, user_id, api_source, quantity, quantity_unit, group_by"
 )
+#: What the costs asset asks for first: every documented grouping field.
+FULL_GROUPING = ["project_id", "line_item", "api_key_id", "user_id", "api_source"]
 KINDS = {"input", "cached input", "cache writes", "cache writes - 12hr", "output"}
 
 
@@ -76,7 +78,8 @@ def cost_rows(engine: Engine, *, with_ids: bool = False) -> list[tuple[Any, ...]
             for row in conn.execute(
                 text(
                     f"SELECT {columns} FROM openai_usage.costs_daily "
-                    "ORDER BY usage_date, project_id NULLS FIRST, line_item"
+                    "ORDER BY usage_date, project_id NULLS FIRST, line_item, "
+                    "api_key_id NULLS FIRST, user_id NULLS FIRST, api_source NULLS FIRST"
                 )
             )
         ]
@@ -133,20 +136,31 @@ def test_costs_partition_lands_the_simulators_bill(
     result = materialize(admin_for(simulator), database_url)
     assert result.success
 
-    buckets = http_costs(simulator, DAY_START, DAY_START + ONE_DAY)
+    buckets = http_costs(simulator, DAY_START, DAY_START + ONE_DAY, group_by=FULL_GROUPING)
     truth = billed_by_project(buckets)
     assert db_billed_by_project(engine) == truth  # exact: numeric, not float
     assert len(truth) >= 3 and None in truth  # the default project is billed too
     values = [r["amount"]["value"] for r in buckets[0]["results"]]
     assert any(isinstance(v, str) for v in values) and any(isinstance(v, Decimal) for v in values)
+    # The finer rows add up to the bill by project and line item (up to a float's rounding).
+    coarse = billed_by_project(http_costs(simulator, DAY_START, DAY_START + ONE_DAY))
+    assert coarse.keys() == truth.keys()
+    assert all(abs(coarse[p] - truth[p]) < Decimal("1e-12") for p in truth)
 
     rows = cost_rows(engine)
     assert len(rows) == len(buckets[0]["results"])
-    for usage_date, _project, line_item, model, kind, _amount, currency, stored in rows:
+    for row in rows:
+        usage_date, _project, line_item, model, kind, _amount, currency, stored = row[:8]
         assert usage_date == dt.date(2025, 11, 20)
         assert f"{model}, {kind}" == line_item and kind in KINDS
         assert currency == "usd"
         assert stored["object"] == "organization.costs.result"
+        _key, _user, source, quantity, unit, group_by = row[8:]
+        assert source in {"agents_api", "unlabeled"}
+        assert unit == "tokens" and quantity > 0 and quantity == stored["quantity"]
+        assert group_by == FULL_GROUPING
+    assert {row[8] is None for row in rows} == {True, False}  # service-account keys: no user
+    assert len({row[8] for row in rows}) > 5 and len({row[9] for row in rows}) > 5
 
     [materialization] = day_reports(result, "costs_daily")
     metadata = materialization.metadata
@@ -163,7 +177,8 @@ def test_costs_partition_lands_the_simulators_bill(
     [(path, sent)] = simulator.requests[:1]
     assert path == "/v1/organization/costs"
     assert sent["bucket_width"] == ["1d"]
-    assert sent["group_by"] == ["project_id", "line_item"]
+    assert sent["group_by"] == FULL_GROUPING
+    assert materialization.metadata["group_by"].value == ",".join(FULL_GROUPING)
     assert sent["start_time"] == [str(DAY_START)] and sent["end_time"] == [str(DAY_START + ONE_DAY)]
 
 
@@ -178,7 +193,7 @@ def test_rerun_gives_identical_content_and_a_range_lands_every_day(
     result = materialize(admin_for(simulator), database_url, tags=RANGE)
     assert result.success
     assert [r for r in cost_rows(engine) if r[0] == dt.date(2025, 11, 20)] == first
-    buckets = http_costs(simulator, RANGE_START, DAY_START + ONE_DAY)
+    buckets = http_costs(simulator, RANGE_START, DAY_START + ONE_DAY, group_by=FULL_GROUPING)
     assert len(buckets) == 3
     for bucket in buckets:
         day = dt.datetime.fromtimestamp(bucket["start_time"], dt.UTC).date()

@@ -362,3 +362,79 @@ def test_0004_downgrade_restores_the_0003_rules(fresh_url: str) -> None:
     assert "input_cache_write_30m_tokens" not in columns
     migrate(fresh_url)
     assert _definitions(engine) == upgraded
+
+
+# ---------------------------------------------------------------- 0006: costs by key, user, source
+
+_COST_ROW = (
+    f"INSERT INTO {SCHEMA}.costs_daily (usage_date, project_id, line_item, line_item_model, "
+    "line_item_kind, amount_usd, currency, result{extra}) VALUES ('2025-11-20', 'proj_a', "
+    "'gpt-4o, output', 'gpt-4o', 'output', :amount, 'usd', '{{}}'{values})"
+)
+
+
+def _add_cost(engine: Engine, amount: str, user: str | None = None, *, old: bool = False) -> None:
+    extra, values = ("", "") if old else (", user_id, group_by", ", :user, :group_by")
+    with engine.begin() as conn:
+        conn.execute(
+            text(_COST_ROW.format(extra=extra, values=values)),
+            {"amount": Decimal(amount), "user": user, "group_by": ["project_id", "user_id"]},
+        )
+
+
+@pytest.mark.parametrize("server_version", [None, (14, 13)], ids=["pg15+", "pg14-fallback"])
+def test_costs_grouping_migration_up_and_down(
+    fresh_url: str, server_version: tuple[int, int] | None
+) -> None:
+    """0006 widens the costs key to API key, user and API source (NULLs still equal), leaves
+    the new columns NULL on stored rows, and its downgrade folds the finer rows back into one
+    per day, project and line item, amounts summed."""
+    engine = engine_for(fresh_url)
+    with engine.connect():
+        pass
+    real = engine.dialect.server_version_info
+    if server_version is not None:
+        engine.dialect.server_version_info = server_version
+    try:
+        migrate(fresh_url, "0005")
+        _add_cost(engine, "1.25", old=True)
+        migrate(fresh_url, "0006")
+        columns = ("api_key_id", "user_id", "api_source", "quantity", "quantity_unit", "group_by")
+        with engine.connect() as conn:
+            stored = conn.execute(
+                text(f"SELECT {', '.join(columns)} FROM {SCHEMA}.costs_daily")
+            ).one()
+        assert tuple(stored) == (None,) * len(columns)
+        _add_cost(engine, "2.50", "user-1")
+        _add_cost(engine, "0.25", "user-2")
+        with pytest.raises(IntegrityError, match="uq_costs_daily_day_grouping_key"):
+            _add_cost(engine, "9", None)  # NULL user equals the stored row's NULL
+        command.downgrade(alembic_config(fresh_url), "0005")
+        with engine.connect() as conn:
+            folded = conn.execute(
+                text(f"SELECT amount_usd, result->'amount'->>'value' FROM {SCHEMA}.costs_daily")
+            ).all()
+        assert [tuple(row) for row in folded] == [(Decimal("4.00"), "4.00")]
+        assert "user_id" not in {
+            c["name"] for c in inspect(engine).get_columns("costs_daily", SCHEMA)
+        }
+        with pytest.raises(IntegrityError, match="uq_costs_daily_day_project_line_item"):
+            _add_cost(engine, "1", old=True)
+        migrate(fresh_url)
+    finally:
+        engine.dialect.server_version_info = real
+    with engine.connect() as conn:
+        kind = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_constraint WHERE conname = "
+                "'uq_costs_daily_day_grouping_key'"
+            )
+        ).scalar_one()
+        index = conn.execute(
+            text(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'openai_usage' "
+                "AND indexname = 'uq_costs_daily_day_grouping_key'"
+            )
+        ).scalar_one()
+    assert kind == (0 if server_version else 1)
+    assert ("coalesce" in index.lower()) is bool(server_version)

@@ -13,6 +13,15 @@ not exactly, an estimate.
 
 Amounts go out as JSON numbers for some line items and as decimal strings for others (both are
 seen from the real API), chosen by a stable hash: the same request always gets the same body.
+
+Every documented `group_by` field is served (project_id, line_item, api_key_id, user_id,
+api_source). Grouped by API key, user or API source, the bill is split by the key, user and
+source of the usage it bills, each part with its line item's noise (so the parts add up to the
+line item, up to rounding). Grouped by line item, a result carries `quantity`, the tokens
+billed, with `quantity_unit` "tokens". An organization with `costs_user_grouping=False` answers
+400 (param group_by) to user_id together with project_id, as some real organizations do.
+`billed_amount_overrides` apply to every grouping by project_id and line_item: an override
+replaces all the parts of its line item with one result (no key, user or source).
 """
 
 from __future__ import annotations
@@ -28,13 +37,6 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import TieredPrices
 
-from usage_assets.admin_api import (
-    COSTS_BUCKET_LIMITS,
-    COSTS_GROUP_BY_FIELDS,
-    COSTS_PATH,
-    COSTS_RESULT_OBJECT,
-    DAY_SECONDS,
-)
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import (
     ApiError,
@@ -45,7 +47,14 @@ from usage_assets.simulator.server import (
     _limit_param,
 )
 
-__all__ = ["COSTS_PATH", "BilledLineItem", "billed_line_items", "costs"]
+__all__ = ["COSTS_PATH", "BilledLineItem", "billed_line_items", "billed_parts", "costs"]
+
+#: The documented endpoint, written out here: the simulator shares no constants with the client.
+COSTS_PATH = "/organization/costs"
+COSTS_RESULT_OBJECT = "organization.costs.result"
+#: (default, max) 1d buckets a page.
+COSTS_BUCKET_LIMITS = (7, 180)
+DAY_SECONDS = 86_400
 
 AUDIO_INPUT_MTOK = Decimal(40)
 AUDIO_OUTPUT_MTOK = Decimal(80)
@@ -163,6 +172,19 @@ def _wire(amount: Decimal, as_string: bool) -> tuple[Decimal, Any]:
     return Decimal(repr(number)), number
 
 
+#: The costs endpoint's `group_by` fields (the API reference), in the order of a result's key.
+GROUP_BY_FIELDS = ("project_id", "line_item", "api_key_id", "user_id", "api_source")
+#: What a line item's `quantity` counts: every line item of this bill is tokens.
+QUANTITY_UNIT = "tokens"
+#: The 400 of an organization that cannot group by user together with project.
+USER_GROUPING_REFUSED = (
+    "Grouping by user_id together with project_id is not supported for this organization"
+)
+
+#: (project_id, line_item, api_key_id, user_id, api_source).
+Key = tuple[str | None, str | None, str | None, str | None, str | None]
+
+
 @dataclass(frozen=True)
 class BilledLineItem:
     project_id: str | None
@@ -170,12 +192,25 @@ class BilledLineItem:
     #: Exactly the amount the response carries (a float's shortest repr, or the string).
     amount: Decimal
     value: Any  # the JSON value: a float or a decimal string
+    #: Tokens billed.
+    quantity: int = 0
+    api_key_id: str | None = None
+    user_id: str | None = None
+    api_source: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.project_id, self.line_item, self.api_key_id, self.user_id, self.api_source)
 
 
-def billed_line_items(org: SyntheticOrganization, day: dt.date) -> list[BilledLineItem]:
-    """The day's bill per project and line item, sorted; before any override."""
+#: (project_id, api_key_id, user_id, api_source, model, kind) -> [tokens, USD].
+_Usage = dict[tuple[str | None, str | None, str | None, str | None, str, str], list[Any]]
+
+
+def _priced_usage(org: SyntheticOrganization, day: dt.date) -> _Usage:
+    """The day's usage priced per key, user, API source, model and token kind."""
     start = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
-    totals: dict[tuple[str | None, str, str], list[Any]] = {}
+    totals: _Usage = {}
     for hour in range(start, start + DAY_SECONDS, 3600):
         for result in org.hour_results(hour):
             model = result["model"]
@@ -183,71 +218,136 @@ def billed_line_items(org: SyntheticOrganization, day: dt.date) -> list[BilledLi
             tier = result["service_tier"] or "default"
             kinds = _priced_kinds(result, rates_for(model, day, tier))
             for kind, (tokens, usd) in kinds.items():
-                acc = totals.setdefault((result["project_id"], model, kind), [0, Decimal(0)])
+                where = (
+                    result["project_id"],
+                    result["api_key_id"],
+                    result["user_id"],
+                    result["api_source"],
+                    model,
+                    kind,
+                )
+                acc = totals.setdefault(where, [0, Decimal(0)])
                 acc[0] += tokens
                 acc[1] += usd * factor / MILLION
+    return totals
+
+
+def _noise(
+    org: SyntheticOrganization, day: dt.date, project_id: str | None, line_item: str
+) -> Decimal:
+    """The bill's deviation from priced usage, one per project and line item."""
+    return 1 + NOISE * (2 * _unit(org.seed, day, project_id, line_item) - 1)
+
+
+def billed_line_items(org: SyntheticOrganization, day: dt.date) -> list[BilledLineItem]:
+    """The day's bill per project and line item, sorted; before any override."""
+    totals: dict[tuple[str | None, str, str], list[Any]] = {}
+    for (project_id, _key, _user, _source, model, kind), (tokens, usd) in _priced_usage(
+        org, day
+    ).items():
+        acc = totals.setdefault((project_id, model, kind), [0, Decimal(0)])
+        acc[0] += tokens
+        acc[1] += usd
     items = []
     for (project_id, model, kind), (tokens, usd) in totals.items():
         if tokens <= 0:
             continue
         line_item = f"{model}, {kind}"
-        noise = 1 + NOISE * (2 * _unit(org.seed, day, project_id, line_item) - 1)
-        billed = (usd * noise).quantize(AMOUNT_QUANTUM)
+        billed = (usd * _noise(org, day, project_id, line_item)).quantize(AMOUNT_QUANTUM)
         amount, value = _wire(billed, _as_string(org.seed, day, project_id, line_item))
-        items.append(BilledLineItem(project_id, line_item, amount, value))
+        items.append(BilledLineItem(project_id, line_item, amount, value, tokens))
     items.sort(key=lambda item: (item.project_id or "", item.line_item))
     return items
 
 
-def _result(project_id: str | None, line_item: str | None, amount: Any) -> dict[str, Any]:
+def billed_parts(org: SyntheticOrganization, day: dt.date) -> list[BilledLineItem]:
+    """The day's bill split per API key, user and API source of the usage it bills (each part
+    with its project's line-item noise, so the parts add up to the line item up to rounding)."""
+    items = []
+    for (project_id, key, user, source, model, kind), (tokens, usd) in _priced_usage(
+        org, day
+    ).items():
+        if tokens <= 0:
+            continue
+        line_item = f"{model}, {kind}"
+        billed = (usd * _noise(org, day, project_id, line_item)).quantize(AMOUNT_QUANTUM)
+        form = _as_string(org.seed, day, project_id, line_item, key, user, source)
+        amount, value = _wire(billed, form)
+        items.append(
+            BilledLineItem(project_id, line_item, amount, value, tokens, key, user, source)
+        )
+    items.sort(key=lambda item: tuple(part or "" for part in item.key))
+    return items
+
+
+def _result(key: Key, amount: Any, quantity: int | None) -> dict[str, Any]:
+    project_id, line_item, api_key_id, user_id, api_source = key
     return {
         "object": COSTS_RESULT_OBJECT,
         "amount": amount,
         "line_item": line_item,
         "project_id": project_id,
+        "quantity": quantity,
+        "quantity_unit": None if quantity is None else QUANTITY_UNIT,
+        "api_key_id": api_key_id,
+        "user_id": user_id,
+        "api_source": api_source,
     }
 
 
 def _day_results(
     org: SyntheticOrganization, day: dt.date, group_by: list[str], project_ids: set[str]
 ) -> list[dict[str, Any]]:
-    items = [
-        item
-        for item in billed_line_items(org, day)
-        if not project_ids or item.project_id in project_ids
-    ]
-    if set(group_by) == set(COSTS_GROUP_BY_FIELDS):
-        amounts: dict[tuple[str | None, str | None], Any] = {
-            (item.project_id, item.line_item): {"value": item.value, "currency": "usd"}
-            for item in items
-        }
-        for (when, project_id, line_item), amount in org.billed_amount_overrides.items():
-            if when == day.isoformat() and (not project_ids or project_id in project_ids):
-                amounts[(project_id, line_item)] = amount
-        return [_result(p, li, amount) for (p, li), amount in amounts.items()]
-    sums: dict[tuple[str | None, str | None], Decimal] = {}
-    for item in items:
-        key = (
-            item.project_id if "project_id" in group_by else None,
-            item.line_item if "line_item" in group_by else None,
+    """The day's results grouped by `group_by`: a group of one billed item carries that item's
+    amount as served; a group of several their exact sum, sent as a number or a string."""
+    finer = any(name in group_by for name in GROUP_BY_FIELDS[2:])
+    source = billed_parts(org, day) if finer else billed_line_items(org, day)
+    groups: dict[Key, list[BilledLineItem]] = {}
+    for item in source:
+        if project_ids and item.project_id not in project_ids:
+            continue
+        key = tuple(
+            value if name in group_by else None
+            for name, value in zip(GROUP_BY_FIELDS, item.key, strict=True)
         )
-        sums[key] = sums.get(key, Decimal(0)) + item.amount
-    results = []
-    for (project_id, line_item), total in sums.items():
-        _, value = _wire(total, _as_string(org.seed, day, project_id, line_item))
-        results.append(_result(project_id, line_item, {"value": value, "currency": "usd"}))
-    return results
+        groups.setdefault(key, []).append(item)  # type: ignore[arg-type]
+    with_quantity = "line_item" in group_by
+    results: dict[Key, dict[str, Any]] = {}
+    for key, items in groups.items():
+        quantity = sum(item.quantity for item in items) if with_quantity else None
+        if len(items) == 1:
+            value = items[0].value
+        else:
+            total = sum((item.amount for item in items), Decimal(0))
+            _, value = _wire(total, _as_string(org.seed, day, *_form_key(key)))
+        results[key] = _result(key, {"value": value, "currency": "usd"}, quantity)
+    if "project_id" in group_by and "line_item" in group_by:
+        for (when, project_id, line_item), amount in org.billed_amount_overrides.items():
+            if when != day.isoformat() or (project_ids and project_id not in project_ids):
+                continue
+            for key in [k for k in results if k[:2] == (project_id, line_item)]:
+                del results[key]
+            key = (project_id, line_item, None, None, None)
+            results[key] = _result(key, amount, None)
+    return list(results.values())
 
 
-def _group_by(query: dict[str, list[str]]) -> list[str]:
+def _form_key(key: Key) -> tuple[str | None, ...]:
+    """What picks number or string for a sum (project and line item alone when that is all)."""
+    return key[:2] if key[2:] == (None, None, None) else key
+
+
+def _group_by(org: SyntheticOrganization, query: dict[str, list[str]]) -> list[str]:
     group_by = _array_param(query, "group_by")
     for name in group_by:
-        if name not in COSTS_GROUP_BY_FIELDS:
+        if name not in GROUP_BY_FIELDS:
             raise ApiError(
                 400,
-                f"Invalid group_by field '{name}'. Supported: project_id, line_item.",
+                f"Invalid group_by field '{name}'. Supported: {', '.join(GROUP_BY_FIELDS)}.",
                 param="group_by",
             )
+    if not org.costs_user_grouping and "user_id" in group_by and "project_id" in group_by:
+        raise ApiError(400, USER_GROUPING_REFUSED, param="group_by")
     return group_by
 
 
@@ -264,7 +364,7 @@ def costs(org: SyntheticOrganization, query: dict[str, list[str]]) -> dict[str, 
         end = int(time.time())
     if end <= start:
         raise ApiError(400, "end_time must be greater than start_time.", param="end_time")
-    group_by = _group_by(query)
+    group_by = _group_by(org, query)
     project_ids = set(_array_param(query, "project_ids"))
 
     first = start - start % DAY_SECONDS

@@ -143,12 +143,16 @@ class SyntheticOrganization:
     quiet_hour_share: float = 0.04
     #: Every stream active every hour (for benchmarks of large organizations).
     always_active: bool = False
-    #: Cost amount objects served verbatim by `GET /v1/organization/costs` (grouped by project_id
-    #: and line_item) for (UTC day "YYYY-MM-DD", project_id, line_item), replacing the billed
-    #: line item or adding one: rehearses exact decimals, odd line items and malformed amounts.
+    #: Cost amount objects served verbatim by `GET /v1/organization/costs` (in any grouping by
+    #: project_id and line_item, as one result without key, user or source) for (UTC day
+    #: "YYYY-MM-DD", project_id, line_item), replacing the billed line item or adding one:
+    #: rehearses exact decimals, odd line items and malformed amounts.
     billed_amount_overrides: Mapping[tuple[str, str | None, str | None], Any] = field(
         default_factory=dict
     )
+    #: Whether `GET /v1/organization/costs` accepts group_by user_id together with project_id;
+    #: False answers 400 (param group_by), as the API does for some organizations.
+    costs_user_grouping: bool = True
 
     projects: list[Project] = field(init=False)
     users: list[User] = field(init=False)
