@@ -333,3 +333,43 @@ def test_finer_and_coarser_groupings_reconcile_to_the_same_totals(
     finer, without_user = totals
     assert sum(finer.values()) != 0
     assert abs(sum(finer.values()) - sum(without_user.values())) < Decimal("1e-12")
+
+
+# ---------------------------------------------------------------------------- the simulator
+
+
+def test_simulator_splits_the_bill_by_key_user_and_source(simulator: SimulatedAdminAPI) -> None:
+    """Quantities are the usage's tokens (computed here from the usage itself), per key, user
+    and source; a grouping without line_item has no quantity; every grouping adds up."""
+    output_tokens: dict[tuple[Any, ...], int] = {}
+    for hour in range(DAY_START, DAY_START + ONE_DAY, 3600):
+        for r in simulator.org.hour_results(hour):
+            key = (
+                r["project_id"],
+                f"{r['model']}, output",
+                r["api_key_id"],
+                r["user_id"],
+                r["api_source"],
+            )
+            output_tokens[key] = output_tokens.get(key, 0) + r["output_tokens"]
+    [bucket] = http_costs(simulator, DAY_START, DAY_START + ONE_DAY, group_by=FULL_GROUPING)
+    served = {
+        tuple(r[name] for name in FULL_GROUPING): r
+        for r in bucket["results"]
+        if r["line_item"].endswith(", output")
+    }
+    assert served.keys() == {key for key, tokens in output_tokens.items() if tokens > 0}
+    for key, result in served.items():
+        assert (result["quantity"], result["quantity_unit"]) == (output_tokens[key], "tokens")
+    assert len({key[3] for key in served}) > 3 and len({key[4] for key in served}) == 2
+
+    total = sum(billed_by_project([bucket]).values(), Decimal(0))
+    [by_user] = http_costs(simulator, DAY_START, DAY_START + ONE_DAY, group_by=["user_id"])
+    assert all(
+        (r["project_id"], r["line_item"], r["api_key_id"], r["quantity"]) == (None,) * 4
+        for r in by_user["results"]
+    )
+    users = {r["user_id"] for r in by_user["results"]}
+    assert None in users and len(users) == len({key[3] for key in served})
+    by_user_total = sum((Decimal(r["amount"]["value"]) for r in by_user["results"]), Decimal(0))
+    assert abs(by_user_total - total) < Decimal("1e-12")
