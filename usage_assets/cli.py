@@ -94,12 +94,11 @@ def db_main(argv: list[str] | None = None) -> int:
 def _recompute_costs(first: dt.date, last: dt.date | None) -> None:
     from usage_assets.cost_attribution import PricingInputs, money, recompute_costs
     from usage_assets.database import engine_for, prepare_schema
-    from usage_assets.resources import PricingResource
 
     url = resolve_url()
     engine = engine_for(url)
     prepare_schema(engine, auto_migrate=settings.auto_migrate())
-    overrides = PricingResource(overrides_file=settings.price_overrides()).overrides_path()
+    overrides = settings.price_overrides_path()
     end = dt.date.max if last is None else last + dt.timedelta(days=1)
     done = recompute_costs(engine, first, end, PricingInputs(overrides))
     if not done.days:

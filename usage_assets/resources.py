@@ -172,10 +172,7 @@ class PricingResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     )
 
     def overrides_path(self) -> Path | None:
-        if not self.overrides_file:
-            return None
-        path = Path(self.overrides_file).expanduser()
-        return path if path.is_absolute() else settings.PROJECT_ROOT / path
+        return settings.overrides_path(self.overrides_file)
 
 
 def pricing_from_env() -> PricingResource:

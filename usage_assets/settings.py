@@ -154,13 +154,17 @@ def price_overrides() -> str | None:
     return _env("USAGE_PRICE_OVERRIDES")
 
 
-def price_overrides_path() -> Path | None:
-    """USAGE_PRICE_OVERRIDES as a path: relative paths are relative to the repository."""
-    value = price_overrides()
-    if value is None:
+def overrides_path(value: str | None) -> Path | None:
+    """A price override file's path: relative paths are relative to the repository."""
+    if not value:
         return None
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def price_overrides_path() -> Path | None:
+    """USAGE_PRICE_OVERRIDES as a path (see `overrides_path`)."""
+    return overrides_path(price_overrides())
 
 
 def _checked_price_overrides() -> str | None:
