@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     Identity,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -27,40 +29,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from usage_assets.endpoints import COMPLETIONS, USAGE_ENDPOINTS, UsageEndpoint
+
 SCHEMA = "openai_usage"
 #: The app's Alembic version table: in our schema, never Dagster's `public.alembic_version`.
 VERSION_TABLE = "usage_assets_alembic_version"
 
-#: Grouping dimensions of a completions usage result, in API order.
-DIMENSIONS: tuple[str, ...] = (
-    "project_id",
-    "user_id",
-    "api_key_id",
-    "model",
-    "batch",
-    "service_tier",
-    "api_source",
-)
+#: The completions endpoint's dimensions and metrics, in API order (see `endpoints`).
+DIMENSIONS: tuple[str, ...] = COMPLETIONS.dimension_names
 #: Metrics every result carries (the endpoint document's first group).
-REQUIRED_METRICS: tuple[str, ...] = ("input_tokens", "output_tokens", "num_model_requests")
+REQUIRED_METRICS: tuple[str, ...] = COMPLETIONS.required_metrics
 #: Metrics the API reference documents today; older data and API versions may omit them.
-OPTIONAL_METRICS: tuple[str, ...] = (
-    "input_cached_tokens",
-    "input_cache_write_tokens",
-    "input_cache_write_30m_tokens",
-    "input_cache_write_12h_tokens",
-    "input_uncached_tokens",
-    "input_text_tokens",
-    "input_audio_tokens",
-    "input_image_tokens",
-    "input_cached_text_tokens",
-    "input_cached_audio_tokens",
-    "input_cached_image_tokens",
-    "output_text_tokens",
-    "output_audio_tokens",
-    "output_image_tokens",
-)
-METRICS: tuple[str, ...] = REQUIRED_METRICS + OPTIONAL_METRICS
+OPTIONAL_METRICS: tuple[str, ...] = COMPLETIONS.optional_metrics
+METRICS: tuple[str, ...] = COMPLETIONS.metric_names
 
 
 class Base(DeclarativeBase):
@@ -139,11 +120,18 @@ class CompletionsUsageHourly(Base):
 
 
 class UsageLoad(Base):
-    """The last successful load of each UTC day: what was fetched, from where, and when."""
+    """The last successful load of each endpoint's UTC day: what was fetched, from where, when."""
 
     __tablename__ = "usage_loads"
-    __table_args__ = ({"comment": "One row per loaded UTC day of completions usage."},)
+    __table_args__ = ({"comment": "One row per usage endpoint and loaded UTC day."},)
 
+    endpoint: Mapped[str] = mapped_column(
+        Text,
+        primary_key=True,
+        server_default="completions",
+        comment="The usage endpoint: completions, embeddings, images, ... (its table is "
+        "<endpoint>_usage_hourly).",
+    )
     usage_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     row_count: Mapped[int] = mapped_column(Integer)
     bucket_count: Mapped[int] = mapped_column(Integer)
@@ -155,21 +143,30 @@ class UsageLoad(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     # The day's totals, so the next reload knows what it replaces without scanning the day;
-    # NULL for days landed before migration 0005 (the next reload sums their rows once).
+    # NULL for days landed before migration 0005 (the next reload sums their rows once), and
+    # for endpoints without the metric.
     input_tokens: Mapped[int | None] = mapped_column(BigInteger)
     output_tokens: Mapped[int | None] = mapped_column(BigInteger)
     num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
+    totals: Mapped[dict[str, int] | None] = mapped_column(
+        JSONB, comment="Sum of each metric over the day's rows (gauges: summed per hour)."
+    )
+    volume: Mapped[int | None] = mapped_column(
+        BigInteger, comment="The endpoint's volume (completions: input + output tokens)."
+    )
 
 
 class UsageDayRevision(Base):
-    """Every load of a UTC day, with the figures it replaced: how much a day changed after
-    the fact (the evidence for USAGE_LOOKBACK_DAYS), and whether a reload lost usage."""
+    """Every load of an endpoint's UTC day, with the figures it replaced: how much a day
+    changed after the fact (the evidence for USAGE_LOOKBACK_DAYS), and whether a reload lost
+    usage."""
 
     __tablename__ = "usage_day_revisions"
     __table_args__ = (
         {"comment": "One row per load of a UTC day of usage: previous and new figures."},
     )
 
+    endpoint: Mapped[str] = mapped_column(Text, primary_key=True, server_default="completions")
     usage_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     revision: Mapped[int] = mapped_column(
         Integer, primary_key=True, comment="1 for the day's first recorded load, then 2, 3, ..."
@@ -187,21 +184,74 @@ class UsageDayRevision(Base):
     )
     new_row_count: Mapped[int] = mapped_column(Integer)
     previous_input_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    new_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    new_input_tokens: Mapped[int | None] = mapped_column(BigInteger)
     previous_output_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    new_output_tokens: Mapped[int] = mapped_column(BigInteger)
+    new_output_tokens: Mapped[int | None] = mapped_column(BigInteger)
     previous_num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
-    new_num_model_requests: Mapped[int] = mapped_column(BigInteger)
+    new_num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
+    previous_volume: Mapped[int | None] = mapped_column(
+        BigInteger, comment="The endpoint's volume before (completions: tokens)."
+    )
+    new_volume: Mapped[int | None] = mapped_column(BigInteger)
+    previous_totals: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    new_totals: Mapped[dict[str, int] | None] = mapped_column(JSONB)
 
 
 #: Columns the bulk writer fills, in COPY order (everything but `id` and `ingested_at`).
-USAGE_COPY_COLUMNS: tuple[str, ...] = (
-    "bucket_start",
-    "bucket_end",
-    *DIMENSIONS,
-    *METRICS,
-    "result",
-)
+USAGE_COPY_COLUMNS: tuple[str, ...] = COMPLETIONS.copy_columns
+
+
+def _usage_table(endpoint: UsageEndpoint) -> Table:
+    """The `<name>_usage_hourly` table of an endpoint, made from its description: one row per
+    hourly bucket and group (NULL dimensions equal), a bigint per metric, the whole result."""
+    name = endpoint.table_name
+    dimension_types = {"text": Text, "boolean": Boolean}
+    required = [m.name for m in endpoint.metrics if m.required]
+    return Table(
+        name,
+        Base.metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("bucket_start", DateTime(timezone=True), nullable=False),
+        Column("bucket_end", DateTime(timezone=True), nullable=False),
+        *(
+            Column(d.name, dimension_types[d.type], comment=d.comment or None)
+            for d in endpoint.dimensions
+        ),
+        *(
+            Column(m.name, BigInteger, nullable=not m.required, comment=m.comment or None)
+            for m in endpoint.metrics
+        ),
+        Column(
+            "result",
+            JSONB,
+            nullable=False,
+            comment="The API's full result object, including fields unknown today.",
+        ),
+        Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        UniqueConstraint(
+            "bucket_start",
+            *endpoint.dimension_names,
+            name=f"uq_{name}_bucket_group",
+            postgresql_nulls_not_distinct=True,
+        ),
+        CheckConstraint("bucket_end > bucket_start", name="bucket_order"),
+        CheckConstraint(
+            " AND ".join(f"{metric} >= 0" for metric in required), name="nonnegative_totals"
+        ),
+        Index(f"ix_{name}_project_bucket", "project_id", "bucket_start"),
+        comment=f"OpenAI {endpoint.name} usage, one row per UTC hour and usage group.",
+    )
+
+
+#: Every endpoint's hourly table, by endpoint name (completions: the mapped class's table).
+USAGE_TABLES: dict[str, Table] = {
+    endpoint.name: (
+        CompletionsUsageHourly.__table__  # type: ignore[misc]
+        if endpoint is COMPLETIONS
+        else _usage_table(endpoint)
+    )
+    for endpoint in USAGE_ENDPOINTS
+}
 
 
 # --------------------------------------------------------------------------- names

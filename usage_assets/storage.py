@@ -89,6 +89,7 @@ def replace_day(
             ) from None
         new = DayTotals(written, input_tokens, output_tokens, requests)
         values = {
+            "endpoint": "completions",
             "usage_date": day,
             "row_count": written,
             "bucket_count": summary.bucket_count,
@@ -103,7 +104,7 @@ def replace_day(
         upsert = insert(UsageLoad).values(**values)
         conn.execute(
             upsert.on_conflict_do_update(
-                index_elements=[UsageLoad.usage_date],
+                index_elements=[UsageLoad.endpoint, UsageLoad.usage_date],
                 set_={**values, "loaded_at": text("now()")},
             )
         )
