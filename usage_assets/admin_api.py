@@ -30,11 +30,7 @@ from tenacity import (
 )
 
 from usage_assets.errors import AdminAPIError, PayloadError, QueryValidationError, redact
-from usage_assets.usage_query import (
-    COMPLETIONS_USAGE_PATH,
-    CompletionsUsageQuery,
-    encode_query_params,
-)
+from usage_assets.usage_query import UsageQuery, encode_query_params
 
 USER_AGENT = "usage_assets/0.1 (+https://github.com/usage-assets)"
 
@@ -288,19 +284,19 @@ class AdminAPIClient:
             yield page
             del page  # not kept while the next page is parsed
 
-    def iter_usage_buckets(self, query: CompletionsUsageQuery) -> Iterator[UsageBucket]:
+    def iter_usage_buckets(self, query: UsageQuery) -> Iterator[UsageBucket]:
         """Buckets as the pages bring them, each validated: a bucket split across pages comes
         out as consecutive parts with the same start. Only the current page is held. Consumers
-        check the order with `in_time_order` (`iter_completions_usage` and
+        check the order with `in_time_order` (`iter_usage` and
         `normalize.split_by_day` do)."""
-        for page in self.iter_pages(COMPLETIONS_USAGE_PATH, query.to_params()):
+        for page in self.iter_pages(query.endpoint.path, query.to_params()):
             data = page["data"]
             del page
             data.reverse()
             while data:  # popped, so a consumed bucket is not kept alive by the page
                 yield UsageBucket.parse(data.pop(), query)
 
-    def iter_completions_usage(self, query: CompletionsUsageQuery) -> Iterator[UsageBucket]:
+    def iter_usage(self, query: UsageQuery) -> Iterator[UsageBucket]:
         """Whole buckets in time order; a bucket continued on the next page comes out as one."""
         pending: UsageBucket | None = None
         for bucket in in_time_order(self.iter_usage_buckets(query)):
@@ -312,6 +308,9 @@ class AdminAPIClient:
             pending = bucket
         if pending is not None:
             yield pending
+
+    #: The name of `iter_usage` when completions was the only usage endpoint.
+    iter_completions_usage = iter_usage
 
     # ------------------------------------------------------------------ list endpoints
 
@@ -398,7 +397,7 @@ class UsageBucket:
     results: list[Any]
 
     @classmethod
-    def parse(cls, raw: Any, query: CompletionsUsageQuery) -> UsageBucket:
+    def parse(cls, raw: Any, query: UsageQuery) -> UsageBucket:
         if not isinstance(raw, dict):
             raise PayloadError(f"A usage bucket is a {type(raw).__name__}, expected an object")
         if raw.get("object", "bucket") != "bucket":

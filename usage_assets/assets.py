@@ -1,16 +1,22 @@
-"""The raw usage asset: one UTC day of completions usage per partition."""
+"""The raw usage assets: one per Admin API usage endpoint, one UTC day per partition.
+
+Every `<name>_usage_hourly` asset is made by `usage_asset` from its endpoint's description
+(`endpoints.USAGE_ENDPOINTS`): the same config, policies, pool, checks and metadata for all.
+"""
 
 import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, create_model
+from sqlalchemy import FromClause
 
 from usage_assets import policies, settings
+from usage_assets.endpoints import USAGE_ENDPOINTS, UsageEndpoint
 from usage_assets.ingest import ingest_days
 from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, Base, CompletionsUsageHourly
+from usage_assets.models import SCHEMA, Base
 from usage_assets.normalize import DaySummary
 from usage_assets.partitions import daily_utc_partitions
 from usage_assets.policies import (
@@ -22,26 +28,35 @@ from usage_assets.policies import (
     window_days,
 )
 from usage_assets.resources import OpenAIAdminResource, UsageDatabase
-from usage_assets.storage import LoadInfo
+from usage_assets.storage import LoadInfo, usage_table
 from usage_assets.table_schema import column_schema
-from usage_assets.usage_query import GROUP_BY_FIELDS
 
-USAGE_TABLE = f"{SCHEMA}.{CompletionsUsageHourly.__tablename__}"
 ADMIN_API_POOL = "openai_admin_api"
 OWNER = "team:finops"
 
 
-class CompletionsUsageConfig(dg.Config):
-    group_by: list[str] = Field(
-        default=list(GROUP_BY_FIELDS),
-        description="Dimensions to group usage by; default: every field the API accepts.",
+def usage_config(endpoint: UsageEndpoint) -> type[dg.Config]:
+    """The run config of an endpoint's asset: `group_by`, defaulting to every field it accepts."""
+    return create_model(
+        f"{endpoint.name.title().replace('_', '')}UsageConfig",
+        __base__=dg.Config,
+        group_by=(
+            list[str],
+            Field(
+                default=list(endpoint.group_by_fields),
+                description="Dimensions to group usage by; default: every field the API "
+                f"accepts ({', '.join(endpoint.group_by_fields)}).",
+            ),
+        ),
     )
 
 
 def admin_api_asset(
-    table: type[Base], endpoint: str, **options: Any
+    table: type[Base] | FromClause, endpoint: str, **options: Any
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for an asset that copies an Admin API endpoint into a table of ours."""
+    table = table if isinstance(table, FromClause) else table.__table__
+    assert isinstance(table, FromClause)
     return policies.asset(
         retry_policy=API_STEP_RETRY,
         group_name="openai_usage",
@@ -49,37 +64,45 @@ def admin_api_asset(
         owners=[OWNER],
         pool=ADMIN_API_POOL,
         metadata={
-            "dagster/table_name": f"{SCHEMA}.{table.__tablename__}",
-            "dagster/column_schema": column_schema(table.__table__),
+            "dagster/table_name": f"{SCHEMA}.{table.name}",  # type: ignore[attr-defined]
+            "dagster/column_schema": column_schema(table),
             "endpoint": endpoint,
         },
         **options,
     )
 
 
+GIB = 2**30
+
+
 def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
     """What a FinOps user wants to see for one landed day."""
-    top = sorted(day.tokens_by_project.items(), key=lambda item: item[1], reverse=True)[:10]
-    return {
+    endpoint = day.endpoint
+    label = endpoint.volume_label
+    top = sorted(day.volume_by_project.items(), key=lambda item: item[1], reverse=True)[:10]
+    metadata: dict[str, dg.MetadataValue] = {
         "dagster/row_count": dg.MetadataValue.int(day.row_count),
-        "dagster/table_name": dg.MetadataValue.text(USAGE_TABLE),
+        "dagster/table_name": dg.MetadataValue.text(usage_table(endpoint).fullname),
         "usage_date": dg.MetadataValue.text(day.day.isoformat()),
         "hourly_buckets": dg.MetadataValue.int(day.bucket_count),
-        "input_tokens": dg.MetadataValue.int(day.input_tokens),
-        "output_tokens": dg.MetadataValue.int(day.output_tokens),
-        "num_model_requests": dg.MetadataValue.int(day.num_model_requests),
-        "projects": dg.MetadataValue.int(len(day.tokens_by_project)),
-        "top_projects_by_tokens": dg.MetadataValue.md(
-            md_table(
-                ["project_id", "tokens"],
-                [(project or "(default project)", f"{tokens:,}") for project, tokens in top],
-                right=[1],
-            )
-            if top
-            else "_no usage_"
-        ),
-        **revision_metadata(day),
     }
+    gauges = {m.name for m in endpoint.metrics if m.gauge}
+    for name, total in day.totals.items():
+        if name in gauges:  # a size per hour: its day is a mean, in GiB-days
+            metadata[f"{name}_gib_days"] = dg.MetadataValue.float(round(total / 24 / GIB, 6))
+        else:
+            metadata[name] = dg.MetadataValue.int(total)
+    metadata["projects"] = dg.MetadataValue.int(len(day.volume_by_project))
+    metadata[f"top_projects_by_{label}"] = dg.MetadataValue.md(
+        md_table(
+            ["project_id", label],
+            [(project or "(default project)", f"{volume:,}") for project, volume in top],
+            right=[1],
+        )
+        if top
+        else "_no usage_"
+    )
+    return metadata | revision_metadata(day)
 
 
 def revision_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
@@ -87,20 +110,21 @@ def revision_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
     revision = day.revision
     if revision is None:
         return {}
+    label = day.endpoint.volume_label
     metadata: dict[str, dg.MetadataValue] = {
         "revision": dg.MetadataValue.int(revision.revision),
         "day_closed": dg.MetadataValue.bool(revision.closed),
         "rows_vs_first_load": dg.MetadataValue.int(
             revision.new.row_count - revision.first.row_count
         ),
-        "tokens_vs_first_load": dg.MetadataValue.int(revision.new.tokens - revision.first.tokens),
+        f"{label}_vs_first_load": dg.MetadataValue.int(revision.new.volume - revision.first.volume),
     }
     if revision.previous is not None:
         metadata["rows_vs_previous_load"] = dg.MetadataValue.int(
             revision.new.row_count - revision.previous.row_count
         )
-        metadata["tokens_vs_previous_load"] = dg.MetadataValue.int(
-            revision.new.tokens - revision.previous.tokens
+        metadata[f"{label}_vs_previous_load"] = dg.MetadataValue.int(
+            revision.new.volume - revision.previous.volume
         )
     return metadata
 
@@ -108,9 +132,13 @@ def revision_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
 RELOAD_CHECK = "reloads_do_not_lose_usage"
 
 
-def reload_check(days: Sequence[DaySummary], tolerance: float) -> dg.AssetCheckResult:
-    """Late usage only adds: a reload of a closed day whose tokens (input + output) fall by
-    more than `tolerance` of the load it replaced fails, naming each day's before and after."""
+def reload_check(
+    days: Sequence[DaySummary], tolerance: float, endpoint: UsageEndpoint | None = None
+) -> dg.AssetCheckResult:
+    """Late usage only adds: a reload of a closed day whose volume (completions: input +
+    output tokens) falls by more than `tolerance` of the load it replaced fails, naming each
+    day's before and after."""
+    label = (endpoint or (days[0].endpoint if days else USAGE_ENDPOINTS[0])).volume_label
     compared = 0
     losses: list[dict[str, Any]] = []
     for day in days:
@@ -118,20 +146,18 @@ def reload_check(days: Sequence[DaySummary], tolerance: float) -> dg.AssetCheckR
         if revision is None or revision.previous is None or not revision.closed:
             continue
         compared += 1
-        before, after = revision.previous, revision.new
-        if before.tokens - after.tokens > tolerance * before.tokens:
+        before, after = revision.previous.volume, revision.new.volume
+        if before - after > tolerance * before:
             losses.append(
                 {
                     "usage_date": day.day.isoformat(),
                     "revision": revision.revision,
-                    "tokens_before": before.tokens,
-                    "tokens_after": after.tokens,
-                    "tokens_change": after.tokens - before.tokens,
-                    "tokens_change_pct": round(
-                        100 * (after.tokens - before.tokens) / before.tokens, 4
-                    ),
-                    "rows_before": before.row_count,
-                    "rows_after": after.row_count,
+                    f"{label}_before": before,
+                    f"{label}_after": after,
+                    f"{label}_change": after - before,
+                    f"{label}_change_pct": round(100 * (after - before) / before, 4),
+                    "rows_before": revision.previous.row_count,
+                    "rows_after": revision.new.row_count,
                 }
             )
     return dg.AssetCheckResult(
@@ -146,13 +172,20 @@ def reload_check(days: Sequence[DaySummary], tolerance: float) -> dg.AssetCheckR
             "losses": dg.MetadataValue.json(losses),
             "losses_table": dg.MetadataValue.md(
                 md_table(
-                    ["day", "tokens before", "tokens after", "change", "rows before", "rows after"],
+                    [
+                        "day",
+                        f"{label} before",
+                        f"{label} after",
+                        "change",
+                        "rows before",
+                        "rows after",
+                    ],
                     [
                         (
                             loss["usage_date"],
-                            f"{loss['tokens_before']:,}",
-                            f"{loss['tokens_after']:,}",
-                            f"{loss['tokens_change_pct']}%",
+                            f"{loss[f'{label}_before']:,}",
+                            f"{loss[f'{label}_after']:,}",
+                            f"{loss[f'{label}_change_pct']}%",
                             f"{loss['rows_before']:,}",
                             f"{loss['rows_after']:,}",
                         )
@@ -167,42 +200,71 @@ def reload_check(days: Sequence[DaySummary], tolerance: float) -> dg.AssetCheckR
     )
 
 
-@admin_api_asset(
-    CompletionsUsageHourly,
-    "GET /v1/organization/usage/completions (bucket_width=1h)",
-    name="completions_usage_hourly",
-    partitions_def=daily_utc_partitions,
-    backfill_policy=RANGE_BACKFILL,
-    freshness_policy=DAILY_FRESHNESS,
-    description=(
-        "Hourly OpenAI token usage for one UTC day, per project, user, API key, model, batch "
-        "flag, service tier and API source, exactly as the Admin Usage API reports it. Each "
+def _description(endpoint: UsageEndpoint) -> str:
+    gauges = [m.name for m in endpoint.metrics if m.gauge]
+    gauge = (
+        f" {', '.join(gauges)} is a size per hour, never summed over hours; "
+        "v_vector_store_storage_daily gives GiB-days."
+        if gauges
+        else ""
+    )
+    return (
+        f"{endpoint.summary}, exactly as the Admin Usage API reports it "
+        f"(GET /v1/organization/usage/{endpoint.name}, 1h buckets, full group_by). Each "
         "partition replaces that day's rows in one transaction, so re-running a day is safe. "
-        "Token counts only: cost attribution is computed downstream. Complete days only: a "
-        "closed day must come with all 24 hourly buckets, or the day is refused and its "
-        "previous rows stay."
-    ),
-    check_specs=[
-        dg.AssetCheckSpec(
-            RELOAD_CHECK,
-            asset="completions_usage_hourly",
-            description=(
-                "Late usage only adds: no closed day of the run, reloaded, has fewer tokens "
-                "(input + output) than the load it replaced, beyond USAGE_REVISION_TOLERANCE. "
-                "Before and after figures per day in the metadata; the history is in "
-                "openai_usage.usage_day_revisions."
-            ),
-        )
-    ],
-)
-def completions_usage_hourly(
+        "Usage only: cost attribution is computed downstream. Complete days only: a closed "
+        "day must come with all 24 hourly buckets, or the day is refused and its previous "
+        f"rows stay.{gauge}"
+    )
+
+
+def usage_asset(endpoint: UsageEndpoint) -> dg.AssetsDefinition:
+    """The `<name>_usage_hourly` asset of `endpoint`: one UTC day per partition, range
+    backfills in one run per 31 days, the Admin API pool, freshness and the reload check."""
+    config_class = usage_config(endpoint)
+
+    @admin_api_asset(
+        usage_table(endpoint),
+        f"GET /v1/organization/usage/{endpoint.name} (bucket_width=1h)",
+        name=endpoint.asset_name,
+        partitions_def=daily_utc_partitions,
+        backfill_policy=RANGE_BACKFILL,
+        freshness_policy=DAILY_FRESHNESS,
+        description=_description(endpoint),
+        check_specs=[
+            dg.AssetCheckSpec(
+                RELOAD_CHECK,
+                asset=endpoint.asset_name,
+                description=(
+                    f"Late usage only adds: no closed day of the run, reloaded, has less "
+                    f"{endpoint.volume_label} ({' + '.join(endpoint.volume_metrics)}) than the "
+                    "load it replaced, beyond USAGE_REVISION_TOLERANCE. Before and after "
+                    "figures per day in the metadata; the history is in "
+                    "openai_usage.usage_day_revisions."
+                ),
+            )
+        ],
+    )
+    def materialize(
+        context: dg.AssetExecutionContext,
+        config: config_class,  # type: ignore[valid-type]
+        openai_admin: OpenAIAdminResource,
+        usage_db: UsageDatabase,
+    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        """Each day is written in its own transaction as soon as its buckets are in (a backfill
+        range fetches 168 hours per request), and reported with that day's own figures."""
+        return _materialize(context, endpoint, config.group_by, openai_admin, usage_db)  # type: ignore[attr-defined]
+
+    return materialize
+
+
+def _materialize(
     context: dg.AssetExecutionContext,
-    config: CompletionsUsageConfig,
+    endpoint: UsageEndpoint,
+    group_by: list[str],
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    """Each day is written in its own transaction as soon as its buckets are in (a backfill
-    range fetches 168 hours per request), and reported with that day's own figures."""
     first_day, end_day = window_days(context)
     single_day = end_day - first_day == dt.timedelta(days=1)
     reports: list[tuple[dt.date, dict[str, Any]]] = []
@@ -212,21 +274,29 @@ def completions_usage_hourly(
         engine = usage_db.engine()  # schema checked before anything is fetched
         with openai_admin.connect(context.log) as api:
             info = LoadInfo(
-                group_by=config.group_by,
+                group_by=group_by,
                 simulated=api.simulated,
                 source_url=api.source_url,
                 dagster_run_id=context.run.run_id,
             )
-            for day in ingest_days(api.client, engine, first_day, end_day, config.group_by, info):
+            loaded = ingest_days(
+                api.client, engine, first_day, end_day, group_by, info, endpoint=endpoint
+            )
+            for day in loaded:
                 context.log.info(
-                    f"{day.day}: wrote {day.row_count:,} rows from {day.bucket_count} hourly "
-                    "buckets"
+                    f"{day.day}: wrote {day.row_count:,} {endpoint.name} rows from "
+                    f"{day.bucket_count} hourly buckets"
                 )
                 metadata = day_metadata(day) | api.metadata(include_request_count=single_day)
-                metadata["group_by"] = dg.MetadataValue.text(", ".join(config.group_by))
+                metadata["group_by"] = dg.MetadataValue.text(", ".join(group_by))
                 reports.append((day.day, metadata))
                 days.append(day)
             context.log.info(f"{api.client.request_count} Admin API requests for this run")
     if info.simulated:
         context.log.warning("Materialized SIMULATED usage; set OPENAI_ADMIN_KEY for real data.")
-    return report_days(context, reports, [reload_check(days, tolerance)])
+    return report_days(context, reports, [reload_check(days, tolerance, endpoint)])
+
+
+#: Every usage asset, in the order of `USAGE_ENDPOINTS` (completions first).
+USAGE_ASSETS: list[dg.AssetsDefinition] = [usage_asset(e) for e in USAGE_ENDPOINTS]
+completions_usage_hourly = USAGE_ASSETS[0]

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from usage_assets import settings
-from usage_assets.assets import completions_usage_hourly
+from usage_assets.assets import USAGE_ASSETS
 from usage_assets.cost_assets import project_daily_costs
 from usage_assets.cost_attribution import gaps_markdown, reconcile
 from usage_assets.organization_assets import costs_daily
@@ -100,7 +100,7 @@ def _freshness_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
 
 
 FRESHNESS_CHECKS = [
-    _freshness_check(completions_usage_hourly),
+    *(_freshness_check(asset) for asset in USAGE_ASSETS),
     _freshness_check(project_daily_costs),
 ]
 

@@ -11,7 +11,7 @@ from usage_assets import settings
 #: bad one at once), rather than the schedule tick or the run that would read it later.
 SETTINGS = settings.load()
 
-from usage_assets.assets import completions_usage_hourly  # noqa: E402
+from usage_assets.assets import USAGE_ASSETS  # noqa: E402
 from usage_assets.checks import CHECKS, yesterday_landed_sensor  # noqa: E402
 from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor  # noqa: E402
 from usage_assets.organization_assets import ORGANIZATION_ASSETS  # noqa: E402
@@ -23,7 +23,7 @@ from usage_assets.resources import (  # noqa: E402
 from usage_assets.schedules import JOBS, SCHEDULES  # noqa: E402
 
 defs = dg.Definitions(
-    assets=[completions_usage_hourly, *COST_ASSETS, *ORGANIZATION_ASSETS],
+    assets=[*USAGE_ASSETS, *COST_ASSETS, *ORGANIZATION_ASSETS],
     asset_checks=CHECKS,
     sensors=[follow_usage_sensor, yesterday_landed_sensor],
     schedules=SCHEDULES,

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, text
 
 from usage_assets.admin_api import AdminAPIClient
+from usage_assets.endpoints import BUCKET_LIMITS, COMPLETIONS, UsageEndpoint
 from usage_assets.errors import AdminAPIError, IncompleteDayError
-from usage_assets.models import SCHEMA, CompletionsUsageHourly
 from usage_assets.normalize import DaySummary, UsageRow, split_by_day
-from usage_assets.storage import LoadInfo, replace_day
-from usage_assets.usage_query import BUCKET_LIMITS, CompletionsUsageQuery
+from usage_assets.storage import LoadInfo, replace_day, usage_table
+from usage_assets.usage_query import UsageQuery
 
 
 def epoch_seconds(day: dt.date) -> int:
@@ -35,16 +35,20 @@ def epoch_seconds(day: dt.date) -> int:
 
 
 def usage_query_for_days(
-    first_day: dt.date, end_day: dt.date, group_by: Sequence[str]
-) -> CompletionsUsageQuery:
-    """Hourly buckets for [first_day, end_day), as few pages as the API allows."""
+    first_day: dt.date,
+    end_day: dt.date,
+    group_by: Sequence[str],
+    endpoint: UsageEndpoint = COMPLETIONS,
+) -> UsageQuery:
+    """Hourly buckets of `endpoint` for [first_day, end_day), as few pages as the API allows."""
     hours = (end_day - first_day).days * 24
-    return CompletionsUsageQuery(
+    return UsageQuery(
         start_time=epoch_seconds(first_day),
         end_time=epoch_seconds(end_day),
         bucket_width="1h",
         group_by=tuple(group_by),
         limit=min(hours, BUCKET_LIMITS["1h"][1]),
+        endpoint=endpoint,
     )
 
 
@@ -82,16 +86,18 @@ def ingest_days(
     info: LoadInfo,
     *,
     now: dt.datetime | None = None,
+    endpoint: UsageEndpoint = COMPLETIONS,
 ) -> Iterator[DaySummary]:
-    """Fetch and write every day of [first_day, end_day) in order; yields each day's summary
-    once its transaction has committed. `now` (default: the clock) decides which days are
-    closed and how many hours of today have begun."""
+    """Fetch and write every day of [first_day, end_day) of `endpoint` in order; yields each
+    day's summary once its transaction has committed. `now` (default: the clock) decides which
+    days are closed and how many hours of today have begun."""
     now = now or dt.datetime.now(dt.UTC)
     day, failed_day, failures = first_day, None, 0
     with _explain_group_by_rejection(group_by):
         while day < end_day:
             try:
-                for summary in _ingest_from(client, engine, day, end_day, group_by, info, now):
+                days = _ingest_from(client, engine, endpoint, day, end_day, group_by, info, now)
+                for summary in days:
                     day = summary.day + dt.timedelta(days=1)
                     yield summary
             except IncompleteDayError as exc:
@@ -109,14 +115,13 @@ def ingest_days(
     # pages changed since the last vacuum are visited; SKIP_LOCKED leaves it to a running
     # autovacuum.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(
-            text(f"VACUUM (ANALYZE, SKIP_LOCKED) {SCHEMA}.{CompletionsUsageHourly.__tablename__}")
-        )
+        conn.execute(text(f"VACUUM (ANALYZE, SKIP_LOCKED) {usage_table(endpoint).fullname}"))
 
 
 def _ingest_from(
     client: AdminAPIClient,
     engine: Engine,
+    endpoint: UsageEndpoint,
     first_day: dt.date,
     end_day: dt.date,
     group_by: Sequence[str],
@@ -124,15 +129,15 @@ def _ingest_from(
     now: dt.datetime,
 ) -> Iterator[DaySummary]:
     """One query for [first_day, end_day); raises IncompleteDayError at the first short day."""
-    query = usage_query_for_days(first_day, end_day, group_by)
+    query = usage_query_for_days(first_day, end_day, group_by, endpoint)
     expected = first_day
-    for summary, rows in split_by_day(client.iter_usage_buckets(query)):
-        yield from _days_without_buckets(engine, expected, summary.day, info, now)
+    for summary, rows in split_by_day(client.iter_usage_buckets(query), endpoint):
+        yield from _days_without_buckets(engine, endpoint, expected, summary.day, info, now)
         summary.hours_begun = hours_begun(summary.day, now)
         replace_day(engine, summary, _then_check(summary, rows), info)
         expected = summary.day + dt.timedelta(days=1)
         yield summary
-    yield from _days_without_buckets(engine, expected, end_day, info, now)
+    yield from _days_without_buckets(engine, endpoint, expected, end_day, info, now)
 
 
 def _then_check(summary: DaySummary, rows: Iterator[UsageRow]) -> Iterator[UsageRow]:
@@ -142,13 +147,18 @@ def _then_check(summary: DaySummary, rows: Iterator[UsageRow]) -> Iterator[Usage
 
 
 def _days_without_buckets(
-    engine: Engine, first: dt.date, end: dt.date, info: LoadInfo, now: dt.datetime
+    engine: Engine,
+    endpoint: UsageEndpoint,
+    first: dt.date,
+    end: dt.date,
+    info: LoadInfo,
+    now: dt.datetime,
 ) -> Iterator[DaySummary]:
     """Days of [first, end) the API returned no bucket for: refused when closed (their stored
     rows stay); today (or a later day) with no hour reported yet is written as empty."""
     day = first
     while day < end:
-        summary = DaySummary(day, hours_begun=hours_begun(day, now))
+        summary = DaySummary(day, hours_begun=hours_begun(day, now), endpoint=endpoint)
         replace_day(engine, summary, _then_check(summary, iter(())), info)
         yield summary
         day += dt.timedelta(days=1)

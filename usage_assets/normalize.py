@@ -17,21 +17,19 @@ import datetime as dt
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from usage_assets.admin_api import UsageBucket, in_time_order
+from usage_assets.endpoints import COMPLETIONS, UsageEndpoint
 from usage_assets.errors import IncompleteDayError, PayloadError
-from usage_assets.models import DIMENSIONS, METRICS, OPTIONAL_METRICS, REQUIRED_METRICS
 
-RESULT_OBJECT = "organization.usage.completions.result"
+RESULT_OBJECT = COMPLETIONS.result_object
 
-#: One row in `models.USAGE_COPY_COLUMNS` order.
+#: One row in the endpoint's `copy_columns` order.
 UsageRow = tuple[Any, ...]
 
-_BATCH_AT = DIMENSIONS.index("batch")
-_REQUIRED = len(REQUIRED_METRICS)
 #: The largest value of a PostgreSQL bigint, the type of every count column.
 BIGINT_MAX = 2**63 - 1
 #: The `result` column: compact, and non-ASCII kept as is (the C encoder, built once). NaN and
@@ -53,18 +51,26 @@ def bucket_day(bucket: UsageBucket) -> dt.date:
     return _utc(bucket.start_time).date()
 
 
-def _is_valid(kind: Any, dims: list[Any], metrics: list[Any], _max: int = BIGINT_MAX) -> bool:
+def _is_valid(
+    kind: Any,
+    expected: str,
+    dims: list[Any],
+    dim_types: tuple[type, ...],
+    metrics: list[Any],
+    required: int,
+    _max: int = BIGINT_MAX,
+) -> bool:
     """The fast check every row passes; `_refuse` explains a failure in detail. (`_max` is a
     local, not a global looked up for every count.) A NUL in a dimension is found later, in
     the row's JSON (see `_rows`)."""
-    if kind != RESULT_OBJECT:
+    if kind != expected:
         return False
-    for at, value in enumerate(dims):
-        if value is not None and type(value) is not (bool if at == _BATCH_AT else str):
+    for value, kind_of in zip(dims, dim_types, strict=True):
+        if value is not None and type(value) is not kind_of:
             return False
     for at, value in enumerate(metrics):
         if value is None:
-            if at < _REQUIRED:
+            if at < required:
                 return False
         elif type(value) is not int or value < 0 or value > _max:
             return False
@@ -87,30 +93,30 @@ def _count(result: dict[str, Any], name: str, where: str, *, required: bool) -> 
         )
 
 
-def _where(bucket: UsageBucket, index: int) -> str:
-    return f"usage bucket {_utc(bucket.start_time).isoformat()} result #{index}"
+def _where(bucket: UsageBucket, index: int, endpoint: UsageEndpoint = COMPLETIONS) -> str:
+    named = "" if endpoint is COMPLETIONS else f"{endpoint.name} "
+    return f"{named}usage bucket {_utc(bucket.start_time).isoformat()} result #{index}"
 
 
-def _refuse(result: Any, bucket: UsageBucket, index: int) -> PayloadError:
+def _refuse(result: Any, bucket: UsageBucket, index: int, endpoint: UsageEndpoint) -> PayloadError:
     """The PayloadError for a result that failed `_is_valid`, naming the bucket and field."""
-    where = _where(bucket, index)
+    where = _where(bucket, index, endpoint)
     if not isinstance(result, dict):
         return PayloadError(f"{where} is a {type(result).__name__}, expected an object")
-    kind = result.get("object", RESULT_OBJECT)
-    if kind != RESULT_OBJECT:
-        return PayloadError(f"{where}: object={kind!r}, expected {RESULT_OBJECT!r}")
+    expected = endpoint.result_object
+    kind = result.get("object", expected)
+    if kind != expected:
+        return PayloadError(f"{where}: object={kind!r}, expected {expected!r}")
     try:
-        for name in DIMENSIONS:
-            value = result.get(name)
-            if name == "batch":
+        for dimension in endpoint.dimensions:
+            value = result.get(dimension.name)
+            if dimension.type == "boolean":
                 if value is not None and not isinstance(value, bool):
-                    raise PayloadError(f"{where}: batch={value!r} is not a boolean")
+                    raise PayloadError(f"{where}: {dimension.name}={value!r} is not a boolean")
             elif value is not None and not isinstance(value, str):
-                raise PayloadError(f"{where}: {name}={value!r} is not a string")
-        for name in REQUIRED_METRICS:
-            _count(result, name, where, required=True)
-        for name in OPTIONAL_METRICS:
-            _count(result, name, where, required=False)
+                raise PayloadError(f"{where}: {dimension.name}={value!r} is not a string")
+        for metric in endpoint.metrics:
+            _count(result, metric.name, where, required=metric.required)
     except PayloadError as exc:
         return exc
     return PayloadError(f"{where} is not a valid usage result")  # pragma: no cover
@@ -146,62 +152,97 @@ def _jsonb_safe(value: Any) -> Any:
     return value
 
 
-def _storable_json(result: dict[str, Any], bucket: UsageBucket, index: int) -> str:
+def _storable_json(
+    result: dict[str, Any], bucket: UsageBucket, index: int, endpoint: UsageEndpoint
+) -> str:
     """The slow path of the `result` column, for a result whose JSON has a NUL escape, a lone
     surrogate or a non-finite number: in a dimension it is refused (its text column cannot
     store it); elsewhere it is kept as text (see `_jsonb_safe`)."""
-    for name in DIMENSIONS:
+    where = _where(bucket, index, endpoint)
+    for name in endpoint.dimension_names:
         value = result.get(name)
         if isinstance(value, str) and "\x00" in value:
             raise PayloadError(
-                f"{_where(bucket, index)}: {name}={value!r} contains a NUL character, which "
+                f"{where}: {name}={value!r} contains a NUL character, which "
                 "PostgreSQL text cannot store"
             )
         if isinstance(value, str) and not _is_utf8(value):
             raise PayloadError(
-                f"{_where(bucket, index)}: {name}={value!r} contains a lone surrogate, which is "
+                f"{where}: {name}={value!r} contains a lone surrogate, which is "
                 "not valid Unicode text"
             )
     return _to_json(_jsonb_safe(result))
 
 
-def normalize_result(result: Any, bucket: UsageBucket, index: int) -> UsageRow:
+def normalize_result(
+    result: Any, bucket: UsageBucket, index: int, endpoint: UsageEndpoint = COMPLETIONS
+) -> UsageRow:
     """One result object as a row; raises PayloadError naming the bucket and field."""
-    return next(_rows(bucket, [result], index))
+    return next(_rows(bucket, [result], endpoint, index))
 
 
-def _rows(bucket: UsageBucket, results: Iterable[Any], first_index: int = 0) -> Iterator[UsageRow]:
+_PYTHON_TYPES = {"text": str, "boolean": bool}
+
+
+def _rows(
+    bucket: UsageBucket,
+    results: Iterable[Any],
+    endpoint: UsageEndpoint = COMPLETIONS,
+    first_index: int = 0,
+) -> Iterator[UsageRow]:
     start, end = _utc(bucket.start_time), _utc(bucket.end_time)
+    dimensions, metrics = endpoint.dimension_names, endpoint.metric_names
+    dim_types = tuple(_PYTHON_TYPES[d.type] for d in endpoint.dimensions)
+    expected, required = endpoint.result_object, len(endpoint.required_metrics)
     for index, result in enumerate(results, first_index):
         if type(result) is dict:
             get = result.get
-            dims = [get(name) for name in DIMENSIONS]
-            metrics = [get(name) for name in METRICS]
-            if _is_valid(get("object", RESULT_OBJECT), dims, metrics):
+            dims = [get(name) for name in dimensions]
+            counts = [get(name) for name in metrics]
+            if _is_valid(get("object", expected), expected, dims, dim_types, counts, required):
                 try:
                     encoded = _to_json(result)
                     storable = _NUL_ESCAPE not in encoded and _is_utf8(encoded)
                 except ValueError:  # NaN or Infinity in an unknown field
                     storable = False
                 if not storable:
-                    encoded = _storable_json(result, bucket, index)
-                yield (start, end, *dims, *metrics, encoded)
+                    encoded = _storable_json(result, bucket, index, endpoint)
+                yield (start, end, *dims, *counts, encoded)
                 continue
-        raise _refuse(result, bucket, index)
+        raise _refuse(result, bucket, index, endpoint)
 
 
 @dataclass(frozen=True)
 class DayTotals:
-    """One load of a day, as `usage_loads` and `usage_day_revisions` record it."""
+    """One load of a day, as `usage_loads` and `usage_day_revisions` record it: its rows, the
+    sum of each of the endpoint's summed metrics, and its volume (what a reload must not lose;
+    completions: input + output tokens)."""
 
     row_count: int
-    input_tokens: int
-    output_tokens: int
-    num_model_requests: int
+    totals: Mapping[str, int]
+    volume: int
 
     @property
     def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        """Completions' name for the volume."""
+        return self.volume
+
+    @property
+    def input_tokens(self) -> int | None:
+        return self.totals.get("input_tokens")
+
+    @property
+    def output_tokens(self) -> int | None:
+        return self.totals.get("output_tokens")
+
+    @property
+    def num_model_requests(self) -> int | None:
+        return self.totals.get("num_model_requests")
+
+    @classmethod
+    def of(cls, endpoint: UsageEndpoint, row_count: int, totals: Mapping[str, int]) -> DayTotals:
+        volume = sum(totals.get(name, 0) for name in endpoint.volume_metrics)
+        return cls(row_count, dict(totals), volume)
 
 
 @dataclass(frozen=True)
@@ -234,38 +275,74 @@ class DaySummary:
     day: dt.date
     row_count: int = 0
     bucket_count: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    num_model_requests: int = 0
-    tokens_by_project: dict[str | None, int] = field(default_factory=dict)
+    #: Each of the endpoint's summed metrics (`UsageEndpoint.summed_metrics`) over the day.
+    totals: dict[str, int] = field(default_factory=dict)
+    #: The endpoint's volume per project (completions: input + output tokens).
+    volume_by_project: dict[str | None, int] = field(default_factory=dict)
     #: Hours of the day begun when it was fetched: 24 for a closed day, fewer for today.
     hours_begun: int = 24
     #: The UTC hour of each bucket received, once per bucket (parts of one bucket count once).
     hours: list[int] = field(default_factory=list)
     #: Set by `storage.replace_day` once the day is written.
     revision: DayRevision | None = None
+    endpoint: UsageEndpoint = COMPLETIONS
     _last_start: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in self.endpoint.summed_metrics:
+            self.totals.setdefault(name, 0)
 
     @property
     def closed(self) -> bool:
         return self.hours_begun >= 24
 
+    @property
+    def volume(self) -> int:
+        return sum(self.totals[name] for name in self.endpoint.volume_metrics)
+
+    # Completions' figures by their names (0 for an endpoint without the metric).
+    @property
+    def input_tokens(self) -> int:
+        return self.totals.get("input_tokens", 0)
+
+    @property
+    def output_tokens(self) -> int:
+        return self.totals.get("output_tokens", 0)
+
+    @property
+    def num_model_requests(self) -> int:
+        return self.totals.get("num_model_requests", 0)
+
+    @property
+    def tokens_by_project(self) -> dict[str | None, int]:
+        return self.volume_by_project
+
     def rows(self, buckets: Iterable[UsageBucket]) -> Iterator[UsageRow]:
         """Validated rows of the day's buckets, in order; a bucket split across pages may come
         as several consecutive parts and counts once."""
-        project_at, first_metric = 2, 2 + len(DIMENSIONS)  # after bucket_start, bucket_end
-        by_project = self.tokens_by_project
-        for bucket in buckets:
-            self._admit(bucket)
-            for row in _rows(bucket, bucket.take_results()):
-                inp, out, requests = row[first_metric : first_metric + 3]
-                self.row_count += 1
-                self.input_tokens += inp
-                self.output_tokens += out
-                self.num_model_requests += requests
-                project = row[project_at]
-                by_project[project] = by_project.get(project, 0) + inp + out
-                yield row
+        endpoint = self.endpoint
+        columns = endpoint.copy_columns
+        project_at = columns.index("project_id")
+        summed = [(name, columns.index(name)) for name in endpoint.summed_metrics]
+        volume_at = [columns.index(name) for name in endpoint.volume_metrics]
+        sums = [0] * len(summed)
+        by_project = self.volume_by_project
+        try:
+            for bucket in buckets:
+                self._admit(bucket)
+                for row in _rows(bucket, bucket.take_results(), endpoint):
+                    self.row_count += 1
+                    for at, (_, column) in enumerate(summed):
+                        sums[at] += row[column] or 0
+                    project = row[project_at]
+                    volume = 0
+                    for column in volume_at:
+                        volume += row[column] or 0
+                    by_project[project] = by_project.get(project, 0) + volume
+                    yield row
+        finally:
+            for at, (name, _) in enumerate(summed):
+                self.totals[name] += sums[at]
 
     def _admit(self, bucket: UsageBucket) -> None:
         start = _utc(bucket.start_time)
@@ -316,7 +393,7 @@ class DaySummary:
 
 
 def split_by_day(
-    buckets: Iterable[UsageBucket],
+    buckets: Iterable[UsageBucket], endpoint: UsageEndpoint = COMPLETIONS
 ) -> Iterator[tuple[DaySummary, Iterator[UsageRow]]]:
     """Each UTC day of time-ordered buckets, as its summary and a lazy stream of its rows.
 
@@ -324,5 +401,5 @@ def split_by_day(
     are exhausted, and nothing but the current bucket is held.
     """
     for day, day_buckets in itertools.groupby(in_time_order(buckets), key=bucket_day):
-        summary = DaySummary(day)
+        summary = DaySummary(day, endpoint=endpoint)
         yield summary, summary.rows(day_buckets)

@@ -17,7 +17,6 @@ text `\\u0000`, as in the usage table.
 
 import datetime as dt
 import json
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,16 +24,16 @@ from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
-from sqlalchemy import Engine, delete, insert, select, text
+from sqlalchemy import Engine, Table, delete, insert, select
 
 from usage_assets.admin_api import COSTS_BUCKET_LIMITS, AdminAPIClient, CostBucket, CostsQuery
 from usage_assets.assets import admin_api_asset
-from usage_assets.database import refused_values_fail_as_payload
 from usage_assets.errors import AdminAPIError, PayloadError
 from usage_assets.ingest import epoch_seconds
 from usage_assets.markdown import md_table
 from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
 from usage_assets.normalize import NUL_REPLACEMENT
+from usage_assets.partition_replace import partition_transaction, replace_partition
 from usage_assets.partitions import daily_utc_partitions
 from usage_assets.policies import (
     DAILY_FRESHNESS,
@@ -79,15 +78,10 @@ COSTS_COPY_COLUMNS = (
     "group_by",
     "result",
 )
-_COSTS_COPY_SQL = f"COPY {COSTS_TABLE} ({', '.join(COSTS_COPY_COLUMNS)}) FROM STDIN"
 #: Objects per page of the list endpoints (their maximum).
 LIST_PAGE_SIZE = 100
 PROJECTS_PATH = "/organization/projects"
 USERS_PATH = "/organization/users"
-
-
-def _lock_key(name: str) -> int:
-    return zlib.crc32(name.encode())
 
 
 # --------------------------------------------------------------------------- billed costs
@@ -278,20 +272,19 @@ def _fetch_cost_buckets(
 
 
 def replace_cost_day(engine: Engine, day: CostDay) -> int:
-    """Replace the day's billed costs in one transaction, under a per-day advisory lock."""
+    """Replace the day's billed costs in one transaction, under the day's advisory lock."""
+    table = CostDaily.__table__
+    assert isinstance(table, Table)
     what = f"billed costs of {day.day} ({COSTS_TABLE})"
-    with refused_values_fail_as_payload(what), engine.begin() as conn:
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"),
-            {"key": _lock_key(f"{COSTS_TABLE}:{day.day.isoformat()}")},
+    with partition_transaction(engine, table, day.day.isoformat(), what) as conn:
+        return replace_partition(
+            conn,
+            table,
+            [CostDaily.usage_date == day.day],
+            COSTS_COPY_COLUMNS,
+            day.rows,
+            f"The Costs API listed one grouping key twice on {day.day}.",
         )
-        conn.execute(delete(CostDaily).where(CostDaily.usage_date == day.day))
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(_COSTS_COPY_SQL) as copy:
-            for row in day.rows:
-                copy.write_row(row)
-    return len(day.rows)
 
 
 def _project_names(engine: Engine) -> dict[str, str | None]:
@@ -504,12 +497,9 @@ def fetch_api_keys(client: AdminAPIClient, project_ids: Iterable[str]) -> list[d
 
 def replace_table(engine: Engine, model: type[Base], rows: list[dict[str, Any]]) -> int:
     """Replace a whole names table in one transaction (readers see the old rows until commit)."""
-    table = f"{SCHEMA}.{model.__tablename__}"
-    with refused_values_fail_as_payload(f"the names table {table}"), engine.begin() as conn:
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"),
-            {"key": _lock_key(f"{SCHEMA}.{model.__tablename__}")},
-        )
+    table = model.__table__
+    assert isinstance(table, Table)
+    with partition_transaction(engine, table, "", f"the names table {table.fullname}") as conn:
         conn.execute(delete(model))
         if rows:
             conn.execute(insert(model), rows)  # one executemany, not row-by-row ORM adds

@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 
 from usage_assets import settings
-from usage_assets.assets import completions_usage_hourly
+from usage_assets.assets import USAGE_ASSETS
 from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
 from usage_assets.organization_assets import (
     costs_daily,
@@ -18,12 +18,13 @@ from usage_assets.organization_assets import (
 usage_daily_job = dg.define_asset_job(
     "usage_daily_job",
     selection=[
-        completions_usage_hourly,
+        *USAGE_ASSETS,
         project_daily_costs,
         project_daily_cost_summary,
         costs_daily,
     ],
-    description="Usage, estimated costs and billed costs for a range of UTC days.",
+    description="Usage of every endpoint, estimated costs and billed costs for a range of UTC "
+    "days.",
 )
 
 names_daily_job = dg.define_asset_job(
