@@ -37,23 +37,25 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import TieredPrices
 
-from usage_assets.simulator.organization import SyntheticOrganization
-from usage_assets.simulator.server import (
-    ApiError,
-    _array_param,
-    _decode_cursor,
-    _encode_cursor,
-    _int_param,
-    _limit_param,
+from usage_assets.simulator.contract import (
+    COSTS_BUCKET_LIMITS,
+    COSTS_GROUP_BY_FIELDS,
+    COSTS_PATH,
+    COSTS_RESULT_OBJECT,
 )
+from usage_assets.simulator.http_params import (
+    ApiError,
+    Query,
+    array_param,
+    decode_cursor,
+    encode_cursor,
+    int_param,
+    limit_param,
+)
+from usage_assets.simulator.organization import SyntheticOrganization
 
 __all__ = ["COSTS_PATH", "BilledLineItem", "billed_line_items", "billed_parts", "costs"]
 
-#: The documented endpoint, written out here: the simulator shares no constants with the client.
-COSTS_PATH = "/organization/costs"
-COSTS_RESULT_OBJECT = "organization.costs.result"
-#: (default, max) 1d buckets a page.
-COSTS_BUCKET_LIMITS = (7, 180)
 DAY_SECONDS = 86_400
 
 AUDIO_INPUT_MTOK = Decimal(40)
@@ -172,8 +174,7 @@ def _wire(amount: Decimal, as_string: bool) -> tuple[Decimal, Any]:
     return Decimal(repr(number)), number
 
 
-#: The costs endpoint's `group_by` fields (the API reference), in the order of a result's key.
-GROUP_BY_FIELDS = ("project_id", "line_item", "api_key_id", "user_id", "api_source")
+GROUP_BY_FIELDS = COSTS_GROUP_BY_FIELDS
 #: What a line item's `quantity` counts: every line item of this bill is tokens.
 QUANTITY_UNIT = "tokens"
 #: The 400 of an organization that cannot group by user together with project.
@@ -337,8 +338,8 @@ def _form_key(key: Key) -> tuple[str | None, ...]:
     return key[:2] if key[2:] == (None, None, None) else key
 
 
-def _group_by(org: SyntheticOrganization, query: dict[str, list[str]]) -> list[str]:
-    group_by = _array_param(query, "group_by")
+def _group_by(org: SyntheticOrganization, query: Query) -> list[str]:
+    group_by = array_param(query, "group_by")
     for name in group_by:
         if name not in GROUP_BY_FIELDS:
             raise ApiError(
@@ -351,26 +352,26 @@ def _group_by(org: SyntheticOrganization, query: dict[str, list[str]]) -> list[s
     return group_by
 
 
-def costs(org: SyntheticOrganization, query: dict[str, list[str]]) -> dict[str, Any]:
+def costs(org: SyntheticOrganization, query: Query) -> dict[str, Any]:
     """`GET /v1/organization/costs`, with the real endpoint's validation, limits and paging."""
-    start = _int_param(query, "start_time", required=True)
+    start = int_param(query, "start_time", required=True)
     assert start is not None
     width = query.get("bucket_width", ["1d"])[-1]
     if width != "1d":
         raise ApiError(400, f"Invalid bucket_width '{width}'. Supported: 1d.", param="bucket_width")
-    limit = _limit_param(query, COSTS_BUCKET_LIMITS)
-    end = _int_param(query, "end_time")
+    limit = limit_param(query, COSTS_BUCKET_LIMITS)
+    end = int_param(query, "end_time")
     if end is None:
         end = int(time.time())
     if end <= start:
         raise ApiError(400, "end_time must be greater than start_time.", param="end_time")
     group_by = _group_by(org, query)
-    project_ids = set(_array_param(query, "project_ids"))
+    project_ids = set(array_param(query, "project_ids"))
 
     first = start - start % DAY_SECONDS
     bucket_start = first
     if query.get("page"):
-        bucket_start, _ = _decode_cursor(query["page"][-1])
+        bucket_start, _ = decode_cursor(query["page"][-1])
         if bucket_start < first or bucket_start >= end or bucket_start % DAY_SECONDS:
             raise ApiError(400, "Page cursor does not belong to this query.", param="page")
     data: list[dict[str, Any]] = []
@@ -385,7 +386,7 @@ def costs(org: SyntheticOrganization, query: dict[str, list[str]]) -> dict[str, 
             }
         )
         bucket_start += DAY_SECONDS
-    next_page = _encode_cursor(bucket_start, 0) if bucket_start < end else None
+    next_page = encode_cursor(bucket_start, 0) if bucket_start < end else None
     return {
         "object": "page",
         "data": data,
