@@ -1,7 +1,8 @@
-"""A deterministic synthetic OpenAI organization: projects, users, keys and their hourly usage.
+"""A deterministic synthetic OpenAI organization: projects, users, keys and their hourly usage
+of every usage endpoint.
 
-Usage is a pure function of (seed, hour): any process, any paging and any query order see the
-same numbers, so tests and the quickstart can compare what landed in PostgreSQL with what the
+Usage is a pure function of (seed, endpoint, hour): any process, any paging and any query order
+see the same numbers, so tests and the quickstart can compare what landed in PostgreSQL with what the
 simulator serves. The organization has what real ones have: several projects (one of them the
 default project, reported with a null project_id; one archived, without usage), users,
 service-account keys with no user, playground usage with no key, dated snapshots and a
@@ -10,6 +11,13 @@ fine-tuned model, batch and every service tier, quiet hours with no usage, and d
 come as the API reports them: `input_cache_write_tokens` is the total of both retentions, split
 into `input_cache_write_30m_tokens` (absent before `cache_write_30m_since`, as in older
 responses) and `input_cache_write_12h_tokens`.
+
+The other usage endpoints (embeddings, moderations, images, audio speeches and transcriptions,
+vector stores, code interpreter sessions, file search and web search calls; see
+`endpoint_usage`) have a few streams each over the same projects, keys and users, from random
+sources of their own, so completions usage is the same with or without them. Their ground
+truth: `endpoint_hour_results` (one hour grouped by every dimension), `endpoint_results`
+(grouped and filtered like the API) and `endpoint_totals` (per project).
 """
 
 from __future__ import annotations
