@@ -2,9 +2,9 @@
 of every usage endpoint.
 
 Usage is a pure function of (seed, endpoint, hour): any process, any paging and any query order
-see the same numbers, so tests and the quickstart can compare what landed in PostgreSQL with what the
-simulator serves. The organization has what real ones have: several projects (one of them the
-default project, reported with a null project_id; one archived, without usage), users,
+see the same numbers, so tests and the quickstart can compare what landed in PostgreSQL with
+what the simulator serves. The organization has what real ones have: several projects (one of
+them the default project, reported with a null project_id; one archived, without usage), users,
 service-account keys with no user, playground usage with no key, dated snapshots and a
 fine-tuned model, batch and every service tier, quiet hours with no usage, and data before
 `breakdown_since` that lacks the newer breakdown fields (as older API data does). Cache writes
