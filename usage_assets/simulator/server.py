@@ -1,6 +1,10 @@
 """The simulated Admin API: real HTTP on loopback, the real API's validation, paging and limits,
 and fault injection for rehearsing what goes wrong in production.
 
+Serves `GET /v1/organization/usage/<name>` for every usage endpoint of `contract` (see
+`usage_api`), `GET /v1/organization/costs` (`billing`) and the directory's list endpoints
+(`directory`); any other path is a 404.
+
 Faults are queued (in process via `SimulatedAdminAPI.faults`, or from another process with
 `POST /_simulator/faults`) and each applies to the next matching request(s).
 """
@@ -31,7 +35,15 @@ from usage_assets.simulator.http_params import ApiError, Query, encode_cursor
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.usage_api import usage_page
 
-__all__ = ["API_PREFIX", "FAULT_KINDS", "ApiError", "Fault", "FaultPlan", "SimulatedAdminAPI"]
+__all__ = [
+    "API_PREFIX",
+    "FAULT_KINDS",
+    "ApiError",
+    "Fault",
+    "FaultPlan",
+    "SimulatedAdminAPI",
+    "iter_faults",
+]
 FAULT_KINDS = (
     "status",
     "slow",
@@ -53,7 +65,11 @@ class Fault:
     `truncated` (200 whose body stops half way), `drift` (a result whose first metric, e.g.
     input_tokens, is a string; a cost whose amount is not a number; a list item whose id is
     not a string), `repeat_cursor` (has_more with a cursor that comes back again), `outside_window`
-    (the first bucket moved a day past the requested window).
+    (the first bucket moved a day past the requested window), `drop_buckets` (the buckets
+    starting at `starts` left out; all of them when `starts` is None).
+
+    path: the API path it applies to, e.g. `/organization/usage/images` or
+    `/organization/costs` (default: completions usage).
     """
 
     kind: str
