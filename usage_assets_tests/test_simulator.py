@@ -634,7 +634,9 @@ def test_cursor_from_another_query_is_rejected(sim: SimulatedAdminAPI) -> None:
     assert_openai_error(get_usage(sim, other), 400, "page")
 
 
-@pytest.mark.parametrize("path", ["/v1/organization/usage/embeddings", "/v1/nope", "/"])
+@pytest.mark.parametrize(
+    "path", ["/v1/organization/usage/decisions", "/v1/organization/usage/", "/v1/nope", "/"]
+)
 def test_unknown_path_is_404(sim: SimulatedAdminAPI, path: str) -> None:
     response = requests.get(root_url(sim) + path, params={"start_time": DAY}, timeout=10)
     assert_openai_error(response, 404, None)

@@ -10,20 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from usage_assets.simulator.contract import (
+    API_KEYS_PATH,
+    API_PREFIX,
+    LIST_LIMITS,
+    PROJECTS_PATH,
+    USERS_PATH,
+)
+from usage_assets.simulator.http_params import ApiError, Query, limit_param
 from usage_assets.simulator.organization import ApiKey, Project, SyntheticOrganization, User
-from usage_assets.simulator.server import API_PREFIX, ApiError, _limit_param
 
-PROJECTS_PATH = "/organization/projects"
-USERS_PATH = "/organization/users"
-API_KEYS_PATH = "/organization/projects/{project_id}/api_keys"
-#: (default, max) objects per page of the list endpoints.
-LIST_LIMITS = (20, 100)
+__all__ = ["API_KEYS_PATH", "LIST_LIMITS", "PROJECTS_PATH", "USERS_PATH", "route"]
 _API_KEYS = re.compile(re.escape(API_PREFIX) + r"/organization/projects/([^/]+)/api_keys")
 
 
-def route(
-    org: SyntheticOrganization, path: str, query: dict[str, list[str]]
-) -> dict[str, Any] | None:
+def route(org: SyntheticOrganization, path: str, query: Query) -> dict[str, Any] | None:
     """The answer of a directory endpoint, or None if `path` is not one."""
     if path == API_PREFIX + PROJECTS_PATH:
         return list_projects(org, query)
@@ -35,8 +36,8 @@ def route(
     return None
 
 
-def _page(objects: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
-    limit = _limit_param(query, LIST_LIMITS)
+def _page(objects: list[dict[str, Any]], query: Query) -> dict[str, Any]:
+    limit = limit_param(query, LIST_LIMITS)
     first = 0
     after = query.get("after", [""])[-1]
     if after:
@@ -54,7 +55,7 @@ def _page(objects: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[st
     }
 
 
-def _bool_param(query: dict[str, list[str]], name: str) -> bool:
+def _bool_param(query: Query, name: str) -> bool:
     values = query.get(name)
     if not values:
         return False
@@ -63,15 +64,13 @@ def _bool_param(query: dict[str, list[str]], name: str) -> bool:
     return values[-1] == "true"
 
 
-def list_projects(org: SyntheticOrganization, query: dict[str, list[str]]) -> dict[str, Any]:
+def list_projects(org: SyntheticOrganization, query: Query) -> dict[str, Any]:
     include_archived = _bool_param(query, "include_archived")
     projects = [p for p in org.projects if include_archived or p.status != "archived"]
     return _page([_project(p) for p in projects], query)
 
 
-def list_api_keys(
-    org: SyntheticOrganization, project_id: str, query: dict[str, list[str]]
-) -> dict[str, Any]:
+def list_api_keys(org: SyntheticOrganization, project_id: str, query: Query) -> dict[str, Any]:
     if not any(p.id == project_id for p in org.projects):
         raise ApiError(404, f"No such project: '{project_id}'.", code="not_found")
     users = {u.id: u for u in org.users}

@@ -1,15 +1,23 @@
-"""A deterministic synthetic OpenAI organization: projects, users, keys and their hourly usage.
+"""A deterministic synthetic OpenAI organization: projects, users, keys and their hourly usage
+of every usage endpoint.
 
-Usage is a pure function of (seed, hour): any process, any paging and any query order see the
-same numbers, so tests and the quickstart can compare what landed in PostgreSQL with what the
-simulator serves. The organization has what real ones have: several projects (one of them the
-default project, reported with a null project_id; one archived, without usage), users,
+Usage is a pure function of (seed, endpoint, hour): any process, any paging and any query order
+see the same numbers, so tests and the quickstart can compare what landed in PostgreSQL with
+what the simulator serves. The organization has what real ones have: several projects (one of
+them the default project, reported with a null project_id; one archived, without usage), users,
 service-account keys with no user, playground usage with no key, dated snapshots and a
 fine-tuned model, batch and every service tier, quiet hours with no usage, and data before
 `breakdown_since` that lacks the newer breakdown fields (as older API data does). Cache writes
 come as the API reports them: `input_cache_write_tokens` is the total of both retentions, split
 into `input_cache_write_30m_tokens` (absent before `cache_write_30m_since`, as in older
 responses) and `input_cache_write_12h_tokens`.
+
+The other usage endpoints (embeddings, moderations, images, audio speeches and transcriptions,
+vector stores, code interpreter sessions, file search and web search calls; see
+`endpoint_usage`) have a few streams each over the same projects, keys and users, from random
+sources of their own, so completions usage is the same with or without them. Their ground
+truth: `endpoint_hour_results` (one hour grouped by every dimension), `endpoint_results`
+(grouped and filtered like the API) and `endpoint_totals` (per project).
 """
 
 from __future__ import annotations
@@ -22,9 +30,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from usage_assets.models import DIMENSIONS, METRICS
+from usage_assets.simulator import endpoint_usage
+from usage_assets.simulator.contract import COMPLETIONS, USAGE_ENDPOINTS
+from usage_assets.simulator.endpoint_usage import (
+    DEFAULT_ENDPOINT_SINCE,
+    EndpointStream,
+    KeyUse,
+    group_results,
+)
 
-RESULT_OBJECT = "organization.usage.completions.result"
+RESULT_OBJECT = COMPLETIONS.result_object
+#: The dimensions and metrics of a completions result, in the order a result lists them.
+DIMENSIONS = COMPLETIONS.dimensions
+METRICS = COMPLETIONS.metrics
 #: Fields present in results before `breakdown_since` (the endpoint document's example).
 LEGACY_METRICS = (
     "input_tokens",
@@ -153,11 +171,21 @@ class SyntheticOrganization:
     #: Whether `GET /v1/organization/costs` accepts group_by user_id together with project_id;
     #: False answers 400 (param group_by), as the API does for some organizations.
     costs_user_grouping: bool = True
+    #: First UTC day of usage of each endpoint other than completions (hours before it are
+    #: empty); endpoints not named here start on their `DEFAULT_ENDPOINT_SINCE` day.
+    endpoint_since: Mapping[str, dt.date] = field(default_factory=dict)
+    #: (low, high) GiB a project's vector stores hold: each starts in the lower half and grows
+    #: slowly towards `high`.
+    vector_store_gib: tuple[float, float] = (0.2, 3.0)
 
     projects: list[Project] = field(init=False)
     users: list[User] = field(init=False)
     api_keys: list[ApiKey] = field(init=False)
     streams: list[Stream] = field(init=False)
+    #: The vector stores of each project (None: the default project), for file search usage.
+    vector_store_ids: dict[str | None, tuple[str, ...]] = field(init=False)
+    #: The streams of each usage endpoint other than completions.
+    endpoint_streams: dict[str, list[EndpointStream]] = field(init=False)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
@@ -197,7 +225,11 @@ class SyntheticOrganization:
                 )
         self.streams = self._make_streams(rng)
         self._add_archived_project(created)
+        self._make_endpoint_streams()
         self._hour_cache = lru_cache(maxsize=64)(self._hour_results)
+        self._endpoint_cache = lru_cache(maxsize=64 * len(self.endpoint_streams))(
+            self._endpoint_hour_results
+        )
 
     def _add_archived_project(self, created: int) -> None:
         """One archived project with a key and no usage, so that `include_archived` matters.
@@ -222,6 +254,36 @@ class SyntheticOrganization:
                 created_at=project.created_at,
             )
         )
+
+    def _make_endpoint_streams(self) -> None:
+        """Streams of the other usage endpoints over the active projects, their keys and users,
+        each endpoint from its own random source (so completions usage is unchanged by them)."""
+        active = [p.id for p in self.projects if p.status != "archived"]
+        projects: list[str | None] = [None, *active]  # None: the default project
+        rng = random.Random(f"{self.seed}:vector_store_ids")
+        self.vector_store_ids = {
+            project: tuple(f"vs_{_token(rng, 24)}" for _ in range(rng.choice((1, 2))))
+            for project in projects
+        }
+        uses = [
+            KeyUse(key.project_id, key.id, key.owner_user_id)
+            for key in self.api_keys
+            if key.project_id in active
+        ]
+        uses += [KeyUse(None, None, user.id) for user in self.users[:3]]  # playground, no key
+        self.endpoint_streams = {
+            name: endpoint_usage.make_streams(
+                self.seed,
+                name,
+                uses=uses,
+                projects=projects,
+                vector_store_ids=self.vector_store_ids,
+                always_active=self.always_active,
+                gib_range=self.vector_store_gib,
+            )
+            for name in USAGE_ENDPOINTS
+            if name != COMPLETIONS.name
+        }
 
     def _make_streams(self, rng: random.Random) -> list[Stream]:
         streams: dict[tuple[Any, ...], Stream] = {}
@@ -385,6 +447,91 @@ class SyntheticOrganization:
             for result in out:
                 result.update(self.extra_result_fields)
         return out
+
+    # ------------------------------------------------------------------ every usage endpoint
+
+    def since(self, endpoint: str) -> dt.date:
+        """The first UTC day with usage of `endpoint` (other than completions)."""
+        return self.endpoint_since.get(endpoint, DEFAULT_ENDPOINT_SINCE[endpoint])
+
+    def endpoint_hour_results(self, endpoint: str, hour_start: int) -> list[dict[str, Any]]:
+        """Usage of `endpoint` in one UTC hour, grouped by every one of its dimensions (cached;
+        do not mutate). A pure function of (seed, endpoint, hour)."""
+        if endpoint == COMPLETIONS.name:
+            return self.hour_results(hour_start)
+        if endpoint not in self.endpoint_streams:
+            raise KeyError(f"unknown usage endpoint {endpoint!r}")
+        return self._endpoint_cache(endpoint, hour_start)
+
+    def _endpoint_hour_results(self, endpoint: str, hour_start: int) -> list[dict[str, Any]]:
+        return endpoint_usage.hour_results(
+            self.seed,
+            endpoint,
+            self.endpoint_streams[endpoint],
+            hour_start,
+            since=self.since(endpoint),
+            quiet_hour_share=self.quiet_hour_share,
+            always_active=self.always_active,
+        )
+
+    def endpoint_results(
+        self,
+        endpoint: str,
+        start: int,
+        end: int,
+        *,
+        group_by: Sequence[str],
+        filters: Mapping[str, Iterable[Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Results of `endpoint` for [start, end) (whole hours), grouped by `group_by` and kept
+        where each dimension named in `filters` is one of its values, as the API does. Counts
+        are summed over the hours; a gauge (`usage_bytes`) is its largest hourly value."""
+        filters = filters or {}
+        if endpoint == COMPLETIONS.name:
+            batch = filters.get("batch")
+            batches = set(batch) if batch is not None else set()
+            return self.usage_results(
+                start,
+                end,
+                group_by=group_by,
+                project_ids=filters.get("project_id", ()),
+                user_ids=filters.get("user_id", ()),
+                api_key_ids=filters.get("api_key_id", ()),
+                models=filters.get("model", ()),
+                batch=batches.pop() if len(batches) == 1 else None,
+            )
+        hours = range(start - start % 3600, end, 3600)
+        out = group_results(
+            USAGE_ENDPOINTS[endpoint],
+            (self.endpoint_hour_results(endpoint, hour) for hour in hours),
+            group_by=group_by,
+            filters=filters,
+        )
+        if self.extra_result_fields:
+            for result in out:
+                result.update(self.extra_result_fields)
+        return out
+
+    def endpoint_totals(
+        self, endpoint: str, start: int, end: int
+    ) -> dict[str | None, dict[str, int]]:
+        """Ground truth for tests: each metric of `endpoint` per project over [start, end),
+        summed over the hours (a gauge: its largest hourly value). Counted here from the
+        hourly results, independently of `endpoint_results`."""
+        spec = USAGE_ENDPOINTS[endpoint]
+        totals: dict[str | None, dict[str, int]] = {}
+        for hour in range(start - start % 3600, end, 3600):
+            this_hour: dict[str | None, dict[str, int]] = {}
+            for result in self.endpoint_hour_results(endpoint, hour):
+                acc = this_hour.setdefault(result["project_id"], dict.fromkeys(spec.metrics, 0))
+                for name in spec.metrics:
+                    acc[name] += result[name]
+            for project, metrics in this_hour.items():
+                total = totals.setdefault(project, dict.fromkeys(spec.metrics, 0))
+                for name, value in metrics.items():
+                    gauge = name in spec.gauges
+                    total[name] = max(total[name], value) if gauge else total[name] + value
+        return totals
 
     def totals_by_project(self, start: int, end: int) -> dict[str | None, dict[str, int]]:
         """Ground truth for tests: token and request sums per project over [start, end)."""

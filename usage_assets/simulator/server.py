@@ -1,14 +1,16 @@
 """The simulated Admin API: real HTTP on loopback, the real API's validation, paging and limits,
 and fault injection for rehearsing what goes wrong in production.
 
+Serves `GET /v1/organization/usage/<name>` for every usage endpoint of `contract` (see
+`usage_api`), `GET /v1/organization/costs` (`billing`) and the directory's list endpoints
+(`directory`); any other path is a 404.
+
 Faults are queued (in process via `SimulatedAdminAPI.faults`, or from another process with
 `POST /_simulator/faults`) and each applies to the next matching request(s).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import threading
 import time
@@ -19,11 +21,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from usage_assets.models import DIMENSIONS
+from usage_assets.simulator import billing, directory
+from usage_assets.simulator.contract import (
+    API_PREFIX,
+    COMPLETIONS,
+    COMPLETIONS_USAGE_PATH,
+    COSTS_PATH,
+    ENDPOINT_OF_RESULT_OBJECT,
+    USAGE_ENDPOINTS,
+    USAGE_PATH_PREFIX,
+)
+from usage_assets.simulator.http_params import ApiError, Query, encode_cursor
 from usage_assets.simulator.organization import SyntheticOrganization
-from usage_assets.usage_query import BUCKET_LIMITS, BUCKET_SECONDS, COMPLETIONS_USAGE_PATH
+from usage_assets.simulator.usage_api import usage_page
 
-API_PREFIX = "/v1"
+__all__ = [
+    "API_PREFIX",
+    "FAULT_KINDS",
+    "ApiError",
+    "Fault",
+    "FaultPlan",
+    "SimulatedAdminAPI",
+    "iter_faults",
+]
 FAULT_KINDS = (
     "status",
     "slow",
@@ -42,9 +62,14 @@ class Fault:
 
     kind: `status` (answer `status` with an OpenAI error body and optional Retry-After),
     `slow` (sleep `delay` seconds, then answer normally), `not_json` (200 with an HTML body),
-    `truncated` (200 whose body stops half way), `drift` (a result whose input_tokens is a
-    string), `repeat_cursor` (has_more with a cursor that comes back again), `outside_window`
-    (the first bucket moved a day past the requested window).
+    `truncated` (200 whose body stops half way), `drift` (a result whose first metric, e.g.
+    input_tokens, is a string; a cost whose amount is not a number; a list item whose id is
+    not a string), `repeat_cursor` (has_more with a cursor that comes back again), `outside_window`
+    (the first bucket moved a day past the requested window), `drop_buckets` (the buckets
+    starting at `starts` left out; all of them when `starts` is None).
+
+    path: the API path it applies to, e.g. `/organization/usage/images` or
+    `/organization/costs` (default: completions usage).
     """
 
     kind: str
@@ -88,76 +113,6 @@ class FaultPlan:
     def pending(self) -> list[dict[str, Any]]:
         with self._lock:
             return [asdict(f) for f in self._queue]
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-    ):
-        super().__init__(message)
-        self.status, self.param, self.code, self.kind = status, param, code, kind
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": str(self),
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-
-def _encode_cursor(bucket_start: int, offset: int) -> str:
-    raw = f"{bucket_start}:{offset}".encode()
-    return "page_" + base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        if not cursor.startswith("page_"):
-            raise ValueError
-        start, offset = base64.urlsafe_b64decode(cursor[5:]).decode().split(":")
-        return int(start), int(offset)
-    except (ValueError, binascii.Error):
-        raise ApiError(400, f"Invalid page cursor: '{cursor}'", param="page") from None
-
-
-def _int_param(query: dict[str, list[str]], name: str, *, required: bool = False) -> int | None:
-    values = query.get(name)
-    if not values:
-        if required:
-            raise ApiError(400, f"Missing required parameter: '{name}'.", param=name)
-        return None
-    try:
-        return int(values[-1])
-    except ValueError:
-        raise ApiError(
-            400, f"Invalid value for '{name}': expected an integer.", param=name
-        ) from None
-
-
-def _limit_param(query: dict[str, list[str]], limits: tuple[int, int], detail: str = "") -> int:
-    """`limit`, or its default; outside [1, max] is a 400 naming the max (and `detail`)."""
-    default_limit, max_limit = limits
-    limit = _int_param(query, "limit")
-    if limit is None:
-        return default_limit
-    if not 1 <= limit <= max_limit:
-        raise ApiError(
-            400, f"Invalid limit {limit}: must be between 1 and {max_limit}{detail}.", param="limit"
-        )
-    return limit
-
-
-def _array_param(query: dict[str, list[str]], name: str) -> list[str]:
-    return query.get(name, []) + query.get(f"{name}[]", [])
 
 
 @dataclass
@@ -209,94 +164,27 @@ class SimulatedAdminAPI:
         self.stop()
 
     def usage_requests(self) -> int:
-        return sum(1 for path, _ in self.requests if path == API_PREFIX + COMPLETIONS_USAGE_PATH)
+        """Requests served for the completions usage endpoint."""
+        return self.endpoint_requests(COMPLETIONS.name)
+
+    def endpoint_requests(self, endpoint: str) -> int:
+        """Requests served for the usage endpoint `endpoint` (e.g. "embeddings")."""
+        path = API_PREFIX + USAGE_ENDPOINTS[endpoint].path
+        return sum(1 for served, _ in self.requests if served == path)
 
     # ------------------------------------------------------------------ endpoints
 
-    def completions_usage(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        start = _int_param(query, "start_time", required=True)
-        assert start is not None
-        width = query.get("bucket_width", ["1d"])[-1]
-        if width not in BUCKET_SECONDS:
-            raise ApiError(
-                400, f"Invalid bucket_width '{width}'. Supported: 1m, 1h, 1d.", param="bucket_width"
-            )
-        seconds = BUCKET_SECONDS[width]
-        limit = _limit_param(query, BUCKET_LIMITS[width], f" for bucket_width={width}")
-        end = _int_param(query, "end_time")
-        if end is None:
-            end = int(time.time())
-        if end <= start:
-            raise ApiError(400, "end_time must be greater than start_time.", param="end_time")
-        group_by = _array_param(query, "group_by")
-        for name in group_by:
-            if name not in DIMENSIONS:
-                raise ApiError(400, f"Invalid group_by field '{name}'.", param="group_by")
-        batch_values = query.get("batch")
-        batch = None
-        if batch_values:
-            if batch_values[-1] not in ("true", "false"):
-                raise ApiError(400, "Invalid value for 'batch': expected a boolean.", param="batch")
-            batch = batch_values[-1] == "true"
-
-        first = start - start % seconds
-        cursor_start, offset = first, 0
-        if query.get("page"):
-            cursor_start, offset = _decode_cursor(query["page"][-1])
-            if cursor_start < first or cursor_start >= end:
-                raise ApiError(400, "Page cursor does not belong to this query.", param="page")
-
-        data: list[dict[str, Any]] = []
-        emitted = 0
-        bucket_start = cursor_start
-        next_page: str | None = None
-        while bucket_start < end and len(data) < limit:
-            results = self._bucket_results(bucket_start, seconds, group_by, query, batch)
-            room = self.max_results_per_page - emitted
-            chunk = results[offset : offset + room]
-            data.append(
-                {
-                    "object": "bucket",
-                    "start_time": bucket_start,
-                    "end_time": bucket_start + seconds,
-                    "results": chunk,
-                }
-            )
-            emitted += len(chunk)
-            if offset + len(chunk) < len(results):  # bucket continues on the next page
-                next_page = _encode_cursor(bucket_start, offset + len(chunk))
-                break
-            offset = 0
-            bucket_start += seconds
-        if next_page is None and bucket_start < end:
-            next_page = _encode_cursor(bucket_start, 0)
-        return {
-            "object": "page",
-            "data": data,
-            "has_more": next_page is not None,
-            "next_page": next_page,
-        }
-
-    def _bucket_results(
-        self,
-        bucket_start: int,
-        seconds: int,
-        group_by: list[str],
-        query: dict[str, list[str]],
-        batch: bool | None,
-    ) -> list[dict[str, Any]]:
-        if seconds == 60 and bucket_start % 3600:
-            return []  # minute buckets: an hour's usage is reported in its first minute
-        return self.org.usage_results(
-            bucket_start,
-            bucket_start + max(seconds, 3600),
-            group_by=group_by,
-            project_ids=_array_param(query, "project_ids"),
-            user_ids=_array_param(query, "user_ids"),
-            api_key_ids=_array_param(query, "api_key_ids"),
-            models=_array_param(query, "models"),
-            batch=batch,
+    def usage(self, endpoint: str, query: Query) -> dict[str, Any]:
+        """One page of the usage endpoint `endpoint` (e.g. "completions") for `query`."""
+        return usage_page(
+            self.org,
+            USAGE_ENDPOINTS[endpoint],
+            query,
+            max_results_per_page=self.max_results_per_page,
         )
+
+    def completions_usage(self, query: Query) -> dict[str, Any]:
+        return self.usage(COMPLETIONS.name, query)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -403,12 +291,11 @@ class _Handler(BaseHTTPRequestHandler):
                 code="invalid_api_key",
             )
 
-    def _route(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        from usage_assets.simulator import billing, directory  # they import this module
-
-        if path == API_PREFIX + COMPLETIONS_USAGE_PATH:
-            return self.api.completions_usage(query)
-        if path == API_PREFIX + billing.COSTS_PATH:
+    def _route(self, path: str, query: Query) -> dict[str, Any]:
+        usage_prefix = API_PREFIX + USAGE_PATH_PREFIX
+        if path.startswith(usage_prefix) and path[len(usage_prefix) :] in USAGE_ENDPOINTS:
+            return self.api.usage(path[len(usage_prefix) :], query)
+        if path == API_PREFIX + COSTS_PATH:
             return billing.costs(self.api.org, query)
         listed = directory.route(self.api.org, path, query)
         if listed is not None:
@@ -416,9 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise ApiError(404, f"Invalid URL (GET {path})")
 
 
-def _apply_payload_fault(
-    fault: Fault, payload: dict[str, Any], query: dict[str, list[str]]
-) -> dict[str, Any]:
+def _apply_payload_fault(fault: Fault, payload: dict[str, Any], query: Query) -> dict[str, Any]:
     """Corrupt a good answer the way `fault` says; works for usage, costs and list pages."""
     payload = json.loads(json.dumps(payload))  # never mutate the organization's cached results
     if payload.get("object") == "list":
@@ -431,12 +316,14 @@ def _apply_payload_fault(
                 if "amount" in result:
                     result["amount"]["value"] = "twelve dollars"
                 else:
-                    result["input_tokens"] = str(result["input_tokens"])
+                    endpoint = ENDPOINT_OF_RESULT_OBJECT.get(result.get("object"), COMPLETIONS)
+                    metric = endpoint.metrics[0]
+                    result[metric] = str(result[metric])
                 break
     elif fault.kind == "repeat_cursor":
         # The first page points at a cursor; fetching it answers with that same cursor again.
         first = buckets[0]["start_time"] if buckets else 0
-        fresh = payload.get("next_page") or _encode_cursor(first, 0)
+        fresh = payload.get("next_page") or encode_cursor(first, 0)
         payload["has_more"] = True
         payload["next_page"] = query.get("page", [fresh])[-1]
     elif fault.kind == "drop_buckets":
@@ -451,9 +338,7 @@ def _apply_payload_fault(
     return payload
 
 
-def _apply_list_fault(
-    fault: Fault, payload: dict[str, Any], query: dict[str, list[str]]
-) -> dict[str, Any]:
+def _apply_list_fault(fault: Fault, payload: dict[str, Any], query: Query) -> dict[str, Any]:
     items = payload.get("data", [])
     if fault.kind == "drift" and items:
         items[0]["id"] = 12345  # ids are strings
