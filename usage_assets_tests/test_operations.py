@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine, text
 
-from usage_assets.assets import completions_usage_hourly
+from usage_assets.assets import USAGE_ASSETS, completions_usage_hourly
 from usage_assets.checks import FRESHNESS_CHECKS, yesterday_status
 from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
 from usage_assets.errors import AdminAPIError, PayloadError
@@ -23,7 +23,7 @@ from usage_assets.simulator.server import SimulatedAdminAPI
 from .conftest import day_reports
 
 PARTITIONED = [
-    completions_usage_hourly,
+    *USAGE_ASSETS,
     project_daily_costs,
     project_daily_cost_summary,
     costs_daily,
@@ -97,6 +97,8 @@ def test_the_scheduled_run_lands_every_day_of_its_window(
     for asset in PARTITIONED:
         assert instance.get_materialized_partitions(asset.key) >= days, asset.key
     assert simulator.usage_requests() == 1  # 4 days x 24 buckets fit one 168-bucket page
+    for endpoint in ("embeddings", "vector_stores", "web_search_calls"):
+        assert simulator.endpoint_requests(endpoint) == 1, endpoint
 
 
 # --------------------------------------------------------------------------- freshness
