@@ -6,7 +6,7 @@
 #
 # The repository layout is kept under /opt/usage_assets and the package installed editable:
 # usage_assets.settings.PROJECT_ROOT is the parent of the package directory, where
-# usage_assets.database looks for alembic.ini and alembic/ (migrations) and prices/ (relative
+# usage_assets.warehouse.database looks for alembic.ini and alembic/ (migrations) and prices/ (relative
 # USAGE_PRICE_OVERRIDES paths).
 #
 # Checked statically by usage_assets_tests/test_production_instance.py; no Docker daemon was

@@ -29,17 +29,20 @@ import requests
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from usage_assets import embedded_db
-from usage_assets.admin_api import AdminAPIClient
+from usage_assets.admin_api.rows import split_by_day
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.admin_api.usage import COMPLETIONS_USAGE_PATH, iter_usage_buckets
 from usage_assets.cost_attribution import PricingInputs, price_usage
-from usage_assets.database import engine_for, migrate
-from usage_assets.ingest import usage_query_for_days
+from usage_assets.defs.policies import MAX_DAYS_PER_RUN
+from usage_assets.defs.usage.ingest import usage_query_for_days
 from usage_assets.models import USAGE_COPY_COLUMNS, CompletionsUsageHourly
-from usage_assets.normalize import split_by_day
-from usage_assets.policies import MAX_DAYS_PER_RUN
 from usage_assets.simulator.server import SimulatedAdminAPI
-from usage_assets.storage import _COPY_SQL
-from usage_assets.usage_query import COMPLETIONS_USAGE_PATH
+from usage_assets.warehouse import embedded as embedded_db
+from usage_assets.warehouse.database import engine_for, migrate
+
+COPY_SQL = (
+    f"COPY {CompletionsUsageHourly.__table__.fullname} ({', '.join(USAGE_COPY_COLUMNS)}) FROM STDIN"
+)
 
 FIRST_DAY = dt.date(2025, 10, 1)
 GROUP_BY = ["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source"]
@@ -47,10 +50,10 @@ GROUP_BY = ["project_id", "user_id", "api_key_id", "model", "batch", "service_ti
 INGEST_CHILD = """
 import datetime as dt, json, sys, time
 from sqlalchemy import text
-from usage_assets.admin_api import AdminAPIClient
-from usage_assets.database import engine_for
-from usage_assets.ingest import ingest_days
-from usage_assets.storage import LoadInfo
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.warehouse.database import engine_for
+from usage_assets.defs.usage.ingest import ingest_days
+from usage_assets.warehouse.usage_days import LoadInfo
 url, base, days = sys.argv[1], sys.argv[2], int(sys.argv[4])
 first = dt.date.fromisoformat(sys.argv[3])
 group_by = json.loads(sys.argv[5])
@@ -112,7 +115,7 @@ def largest_page_mb(base: str, day: dt.date) -> float:
 
 def day_rows(base: str, day: dt.date) -> list[tuple[Any, ...]]:
     query = usage_query_for_days(day, day + dt.timedelta(days=1), GROUP_BY)
-    buckets = AdminAPIClient(base, None).iter_usage_buckets(query)
+    buckets = iter_usage_buckets(AdminAPIClient(base, None), query)
     return [row for _, rows in split_by_day(buckets) for row in rows]
 
 
@@ -142,7 +145,7 @@ def raw_copy(url: str, rows: list[tuple[Any, ...]]) -> float:
     with engine.begin() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+        with raw.cursor() as cursor, cursor.copy(COPY_SQL) as copy:
             for row in rows:
                 copy.write_row(row)
     return time.perf_counter() - began

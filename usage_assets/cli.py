@@ -9,9 +9,10 @@ import os
 import sys
 import time
 
-from usage_assets import embedded_db, settings
-from usage_assets.database import migrate, resolve_url, safe_url
+from usage_assets import settings
 from usage_assets.errors import UsageAssetsError
+from usage_assets.warehouse import embedded as embedded_db
+from usage_assets.warehouse.database import migrate, resolve_url, safe_url
 
 
 def _dsn() -> str:
@@ -93,7 +94,7 @@ def db_main(argv: list[str] | None = None) -> int:
 
 def _recompute_costs(first: dt.date, last: dt.date | None) -> None:
     from usage_assets.cost_attribution import PricingInputs, money, recompute_costs
-    from usage_assets.database import engine_for, prepare_schema
+    from usage_assets.warehouse.database import engine_for, prepare_schema
 
     url = resolve_url()
     engine = engine_for(url)
@@ -174,7 +175,7 @@ def backfill_main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from usage_assets.policies import MAX_DAYS_PER_RUN
+    from usage_assets.defs.policies import MAX_DAYS_PER_RUN
 
     parser = argparse.ArgumentParser(
         prog="usage-backfill",

@@ -8,8 +8,6 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine
 
-from usage_assets import policies
-from usage_assets.assets import OWNER, completions_usage_hourly
 from usage_assets.cost_attribution import (
     CostTotals,
     PricingInputs,
@@ -23,18 +21,20 @@ from usage_assets.cost_attribution import (
     summarize_costs,
     unpriced_usage,
 )
-from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, Base, ProjectDailyCost, ProjectDailyCostSummary
-from usage_assets.partitions import daily_utc_partitions
-from usage_assets.policies import (
+from usage_assets.defs import policies
+from usage_assets.defs.partitions import daily_utc_partitions
+from usage_assets.defs.policies import (
     DAILY_FRESHNESS,
     RANGE_BACKFILL,
     permanent_errors_fail_fast,
     report_days,
     window_days,
 )
-from usage_assets.resources import PricingResource, UsageDatabase
-from usage_assets.table_schema import column_schema
+from usage_assets.defs.resources import PricingResource, UsageDatabase
+from usage_assets.defs.usage.assets import OWNER, completions_usage_hourly
+from usage_assets.markdown import md_table
+from usage_assets.models import SCHEMA, Base, ProjectDailyCost, ProjectDailyCostSummary
+from usage_assets.warehouse.table_schema import column_schema
 
 GROUP = "cost_attribution"
 ONE_DAY = dt.timedelta(days=1)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from usage_assets.endpoints import COMPLETIONS, USAGE_ENDPOINTS, UsageEndpoint
+from usage_assets.admin_api.endpoints import COMPLETIONS, USAGE_ENDPOINTS, UsageEndpoint
 
 SCHEMA = "openai_usage"
 #: The app's Alembic version table: in our schema, never Dagster's `public.alembic_version`.

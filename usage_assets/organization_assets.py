@@ -26,16 +26,11 @@ from urllib.parse import quote
 import dagster as dg
 from sqlalchemy import Engine, Table, delete, insert, select
 
-from usage_assets.admin_api import COSTS_BUCKET_LIMITS, AdminAPIClient, CostBucket, CostsQuery
-from usage_assets.assets import admin_api_asset
-from usage_assets.errors import AdminAPIError, PayloadError
-from usage_assets.ingest import epoch_seconds
-from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
-from usage_assets.normalize import NUL_REPLACEMENT
-from usage_assets.partition_replace import partition_transaction, replace_partition
-from usage_assets.partitions import daily_utc_partitions
-from usage_assets.policies import (
+from usage_assets.admin_api.costs import COSTS_BUCKET_LIMITS, CostBucket, CostsQuery, iter_costs
+from usage_assets.admin_api.rows import NUL_REPLACEMENT
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.defs.partitions import daily_utc_partitions
+from usage_assets.defs.policies import (
     DAILY_FRESHNESS,
     NAMES_FRESHNESS,
     RANGE_BACKFILL,
@@ -43,7 +38,13 @@ from usage_assets.policies import (
     report_days,
     window_days,
 )
-from usage_assets.resources import OpenAIAdminResource, UsageDatabase
+from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
+from usage_assets.defs.usage.assets import admin_api_asset
+from usage_assets.defs.usage.ingest import epoch_seconds
+from usage_assets.errors import AdminAPIError, PayloadError
+from usage_assets.markdown import md_table
+from usage_assets.models import SCHEMA, ApiKey, Base, CostDaily, Project, User
+from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"
 PROJECTS_TABLE = f"{SCHEMA}.{Project.__tablename__}"
@@ -263,7 +264,7 @@ def _fetch_cost_buckets(
         first_day + dt.timedelta(days=n): CostDay(first_day + dt.timedelta(days=n), group_by)
         for n in range((end_day - first_day).days)
     }
-    for bucket in client.iter_costs(costs_query_for_days(first_day, end_day, group_by)):
+    for bucket in iter_costs(client, costs_query_for_days(first_day, end_day, group_by)):
         day = days.get(bucket.day)
         if day is None:  # pragma: no cover - CostBucket.parse checks the window already
             raise PayloadError(f"costs bucket {bucket.day} is outside {first_day}..{end_day}")

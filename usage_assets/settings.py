@@ -85,7 +85,7 @@ def _checked_database_url() -> str | None:
     """USAGE_DATABASE_URL, refused unless it is a PostgreSQL URL (messages hide the value)."""
     value = database_url()
     if value is not None:
-        from usage_assets.database import normalize_url  # it imports this module
+        from usage_assets.warehouse.database import normalize_url  # it imports this module
 
         normalize_url(value)
     return value

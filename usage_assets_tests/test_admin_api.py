@@ -20,15 +20,19 @@ import requests
 import responses
 from tenacity import nap
 
-from usage_assets.admin_api import (
+from usage_assets.admin_api.transport import (
     AdminAPIClient,
     RetrySettings,
     TransientAPIError,
-    UsageBucket,
     parse_retry_after,
 )
+from usage_assets.admin_api.usage import (
+    COMPLETIONS_USAGE_PATH,
+    CompletionsUsageQuery,
+    UsageBucket,
+    iter_usage,
+)
 from usage_assets.errors import AdminAPIError, PayloadError
-from usage_assets.usage_query import COMPLETIONS_USAGE_PATH, CompletionsUsageQuery
 
 BASE_URL = "https://api.test.example/v1"
 USAGE_URL = BASE_URL + "/organization/usage/completions"
@@ -126,7 +130,7 @@ def query_of(call: Any) -> list[tuple[str, str]]:
 
 
 def fetch(client: AdminAPIClient, q: CompletionsUsageQuery | None = None) -> list[UsageBucket]:
-    return list(client.iter_completions_usage(q or query()))
+    return list(iter_usage(client, q or query()))
 
 
 def ok(http: responses.RequestsMock, body: Any = None) -> None:

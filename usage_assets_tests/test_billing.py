@@ -15,15 +15,11 @@ import responses
 from genai_prices import data_snapshot
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import (
-    COSTS_PATH,
-    AdminAPIClient,
-    CostsQuery,
-    RetrySettings,
-)
+from usage_assets.admin_api.costs import COSTS_PATH, CostsQuery, iter_costs
+from usage_assets.admin_api.transport import AdminAPIClient, RetrySettings
+from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.errors import PayloadError, QueryValidationError
 from usage_assets.organization_assets import costs_daily, parse_line_item
-from usage_assets.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets_tests.test_ingest import ADMIN_KEY, admin_for, failure_message
@@ -341,12 +337,12 @@ def test_client_follows_next_page_across_small_pages(simulator: SimulatedAdminAP
     client = AdminAPIClient(simulator.base_url, None)
     start, end = RANGE_START, DAY_START + ONE_DAY
     group_by = ("project_id", "line_item")
-    paged = list(client.iter_costs(CostsQuery(start, end, group_by=group_by, limit=1)))
+    paged = list(iter_costs(client, CostsQuery(start, end, group_by=group_by, limit=1)))
     assert client.request_count == 3
     assert [b.start_time for b in paged] == [start, start + ONE_DAY, start + 2 * ONE_DAY]
     assert "page" not in simulator.requests[0][1]
     assert all("page" in sent for _, sent in simulator.requests[1:3])
-    whole = list(client.iter_costs(CostsQuery(start, end, group_by=group_by, limit=7)))
+    whole = list(iter_costs(client, CostsQuery(start, end, group_by=group_by, limit=7)))
     assert client.request_count == 4
     assert [b.results for b in paged] == [b.results for b in whole]
     buckets = http_costs(simulator, start, end)
@@ -419,7 +415,7 @@ def test_client_parses_amounts_exactly_and_merges_split_buckets() -> None:
     responses.get(url, body=second)
     client = AdminAPIClient(BASE_URL, ADMIN_KEY)
     query = CostsQuery(DAY_START, DAY_START + 2 * ONE_DAY, group_by=("project_id", "line_item"))
-    day_one, day_two = client.iter_costs(query)
+    day_one, day_two = iter_costs(client, query)
     assert [(r.line_item, r.amount) for r in day_one.results] == [
         ("gpt-4o, input", Decimal("0.1000000000000000055511151231257827")),
         ("gpt-4o, output", Decimal("12.000")),
@@ -445,7 +441,7 @@ def test_client_rejects_buckets_that_are_not_the_requested_days(
     responses.get(BASE_URL + COSTS_PATH, body=_raw(_page(buckets), [[_result("1")]]))
     client = AdminAPIClient(BASE_URL, ADMIN_KEY, retry=RetrySettings(max_attempts=1))
     with pytest.raises(PayloadError, match=expected):
-        list(client.iter_costs(CostsQuery(DAY_START, DAY_START + ONE_DAY)))
+        list(iter_costs(client, CostsQuery(DAY_START, DAY_START + ONE_DAY)))
 
 
 @responses.activate
@@ -454,7 +450,7 @@ def test_client_rejects_a_line_item_listed_twice() -> None:
     responses.get(BASE_URL + COSTS_PATH, body=page)
     client = AdminAPIClient(BASE_URL, ADMIN_KEY)
     with pytest.raises(PayloadError, match="listed twice"):
-        list(client.iter_costs(CostsQuery(DAY_START, DAY_START + ONE_DAY)))
+        list(iter_costs(client, CostsQuery(DAY_START, DAY_START + ONE_DAY)))
 
 
 @pytest.mark.parametrize(

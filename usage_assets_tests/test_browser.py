@@ -31,8 +31,9 @@ import pytest
 from dotenv import dotenv_values
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
-from usage_assets import embedded_db, settings
+from usage_assets import settings
 from usage_assets.simulator.organization import SyntheticOrganization
+from usage_assets.warehouse import embedded as embedded_db
 
 from . import processes
 from .conftest import CONFIG_VARIABLES, free_port

@@ -17,18 +17,18 @@ import pytest
 import responses
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import AdminAPIClient
-from usage_assets.assets import RELOAD_CHECK, completions_usage_hourly
+from usage_assets.admin_api.rows import DaySummary
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.admin_api.usage import COMPLETIONS_USAGE_PATH
+from usage_assets.defs.resources import UsageDatabase
+from usage_assets.defs.usage.assets import RELOAD_CHECK, completions_usage_hourly
+from usage_assets.defs.usage.ingest import REASKS, hours_begun, ingest_days
 from usage_assets.errors import ConfigurationError, IncompleteDayError, PayloadError
-from usage_assets.ingest import REASKS, hours_begun, ingest_days
-from usage_assets.normalize import DaySummary
 from usage_assets.organization_assets import COSTS_REASKS, fetch_cost_days
-from usage_assets.resources import UsageDatabase
 from usage_assets.settings import revision_tolerance
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
-from usage_assets.storage import LoadInfo
-from usage_assets.usage_query import COMPLETIONS_USAGE_PATH
+from usage_assets.warehouse.usage_days import LoadInfo
 
 from .conftest import day_reports
 from .test_billing import cost_rows
@@ -150,8 +150,8 @@ def test_an_incomplete_day_is_not_left_to_the_step_retry_policy(
     """With step retries on, a short answer still fails once: Failure(allow_retries=False)."""
     monkeypatch.setenv("USAGE_STEP_RETRIES", "1")
     load_definitions(monkeypatch)  # a fresh import: policies read USAGE_STEP_RETRIES then
-    assets = importlib.import_module("usage_assets.assets")
-    resources = importlib.import_module("usage_assets.resources")
+    assets = importlib.import_module("usage_assets.defs.usage.assets")
+    resources = importlib.import_module("usage_assets.defs.resources")
     asset = assets.completions_usage_hourly
     assert asset.op.retry_policy is not None and asset.op.retry_policy.max_retries == 1
 

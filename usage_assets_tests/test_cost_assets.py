@@ -10,9 +10,9 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, text
 
-from usage_assets.assets import completions_usage_hourly
 from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
-from usage_assets.resources import OpenAIAdminResource, PricingResource, UsageDatabase
+from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
+from usage_assets.defs.usage.assets import completions_usage_hourly
 from usage_assets.settings import PROJECT_ROOT
 from usage_assets.simulator.server import SimulatedAdminAPI
 
@@ -254,9 +254,9 @@ def usd(tokens: int, rate: str) -> Decimal:
 
 
 def load_hours(engine: Engine, day: dt.date, hours: dict[int, list[dict[str, Any]]]) -> None:
-    from usage_assets.admin_api import UsageBucket
-    from usage_assets.normalize import DaySummary
-    from usage_assets.storage import LoadInfo, replace_day
+    from usage_assets.admin_api.rows import DaySummary
+    from usage_assets.admin_api.usage import UsageBucket
+    from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 
     start = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
     summary = DaySummary(day)

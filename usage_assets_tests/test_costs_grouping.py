@@ -17,7 +17,8 @@ import requests
 import responses
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import COSTS_PATH, AdminAPIClient, CostsQuery, RetrySettings
+from usage_assets.admin_api.costs import COSTS_PATH, CostsQuery, iter_costs
+from usage_assets.admin_api.transport import AdminAPIClient, RetrySettings
 from usage_assets.cost_attribution import reconcile
 from usage_assets.errors import AdminAPIError, PayloadError
 from usage_assets.organization_assets import COSTS_GROUPINGS, fetch_cost_days
@@ -172,7 +173,7 @@ def _costs(results: list[dict[str, Any]]) -> list[Any]:
     responses.get(BASE_URL + COSTS_PATH, body=json.dumps(page))
     client = AdminAPIClient(BASE_URL, ADMIN_KEY, retry=RetrySettings(max_attempts=1))
     query = CostsQuery(DAY_START, DAY_START + ONE_DAY, group_by=tuple(FULL_GROUPING))
-    [bucket] = client.iter_costs(query)
+    [bucket] = iter_costs(client, query)
     return bucket.results
 
 

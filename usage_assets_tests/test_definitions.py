@@ -77,7 +77,7 @@ def test_bad_configuration_names_the_variable(
 
 
 def test_database_url_must_be_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
-    from usage_assets.database import normalize_url
+    from usage_assets.warehouse.database import normalize_url
 
     assert normalize_url("postgres://a:b@h/d") == "postgresql+psycopg://a:b@h/d"
     with pytest.raises(ConfigurationError, match="PostgreSQL"):

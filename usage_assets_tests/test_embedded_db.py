@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from usage_assets import embedded_db
 from usage_assets.errors import ConfigurationError
+from usage_assets.warehouse import embedded as embedded_db
 
 from . import processes
 from .conftest import free_port
@@ -27,7 +27,8 @@ PSQL = "/usr/bin/psql"
 OTHER_USER = "nobody"
 
 START_IN_CHILD = (
-    "import sys; from pathlib import Path; from usage_assets import embedded_db; "
+    "import sys; from pathlib import Path; "
+    "from usage_assets.warehouse import embedded as embedded_db; "
     "s = embedded_db.EmbeddedServer(Path(sys.argv[1]), int(sys.argv[2])); "
     "print(embedded_db.ensure_running(s).dsn())"
 )

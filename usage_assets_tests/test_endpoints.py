@@ -16,15 +16,15 @@ import pytest
 import responses
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import AdminAPIClient, RetrySettings
-from usage_assets.assets import USAGE_ASSETS, day_metadata, usage_asset
-from usage_assets.endpoints import ENDPOINTS_BY_NAME, USAGE_ENDPOINTS
+from usage_assets.admin_api.endpoints import ENDPOINTS_BY_NAME, USAGE_ENDPOINTS
+from usage_assets.admin_api.transport import AdminAPIClient, RetrySettings
+from usage_assets.admin_api.usage import UsageQuery
+from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
+from usage_assets.defs.usage.assets import USAGE_ASSETS, day_metadata, usage_asset
+from usage_assets.defs.usage.ingest import ingest_days
 from usage_assets.errors import PayloadError, QueryValidationError
-from usage_assets.ingest import ingest_days
 from usage_assets.models import USAGE_COPY_COLUMNS, USAGE_TABLES, CompletionsUsageHourly
-from usage_assets.resources import OpenAIAdminResource, UsageDatabase
-from usage_assets.storage import LoadInfo
-from usage_assets.usage_query import UsageQuery
+from usage_assets.warehouse.usage_days import LoadInfo
 
 BASE = "https://api.example.test/v1"
 DAY = dt.date(2025, 11, 20)

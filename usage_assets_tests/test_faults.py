@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from usage_assets import embedded_db
-from usage_assets.database import engine_for, migrate
 from usage_assets.simulator.server import SimulatedAdminAPI
+from usage_assets.warehouse import embedded as embedded_db
+from usage_assets.warehouse.database import engine_for, migrate
 
 from . import processes
 from .conftest import free_port
@@ -23,10 +23,10 @@ from .test_ingest import table_rows
 
 WRITE_ONE_DAY = """
 import sys
-from usage_assets.admin_api import AdminAPIClient
-from usage_assets.database import engine_for
-from usage_assets.ingest import ingest_days
-from usage_assets.storage import LoadInfo
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.warehouse.database import engine_for
+from usage_assets.defs.usage.ingest import ingest_days
+from usage_assets.warehouse.usage_days import LoadInfo
 import datetime as dt
 client = AdminAPIClient(sys.argv[2], None)
 info = LoadInfo(group_by=["project_id", "model"], simulated=True, source_url="t",

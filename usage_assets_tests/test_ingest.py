@@ -10,13 +10,14 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine, text
 
-from usage_assets.assets import completions_usage_hourly
+from usage_assets.admin_api.rows import DaySummary, UsageRow, split_by_day
+from usage_assets.admin_api.usage import iter_usage_buckets
+from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
+from usage_assets.defs.usage.assets import completions_usage_hourly
 from usage_assets.errors import ConfigurationError
-from usage_assets.normalize import DaySummary, UsageRow, split_by_day
-from usage_assets.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
-from usage_assets.storage import LoadInfo, replace_day
+from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 
 from .conftest import day_reports
 
@@ -320,13 +321,13 @@ def test_no_key_runs_on_the_built_in_simulator_and_says_so(
 
 def _day_rows(day: dt.date) -> list[UsageRow]:
     """Rows of `day` from the simulator, built through the real client."""
-    from usage_assets.admin_api import AdminAPIClient
-    from usage_assets.ingest import usage_query_for_days
+    from usage_assets.admin_api.transport import AdminAPIClient
+    from usage_assets.defs.usage.ingest import usage_query_for_days
 
     query = usage_query_for_days(day, day + dt.timedelta(days=1), ["project_id", "model"])
     with SimulatedAdminAPI() as sim:
         client = AdminAPIClient(sim.base_url, None)
-        [(_, rows)] = [(s, list(r)) for s, r in split_by_day(client.iter_usage_buckets(query))]
+        [(_, rows)] = [(s, list(r)) for s, r in split_by_day(iter_usage_buckets(client, query))]
     return rows
 
 

@@ -13,7 +13,8 @@ import requests
 import responses
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import AdminAPIClient
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.errors import PayloadError
 from usage_assets.organization_assets import (
     costs_daily,
@@ -21,7 +22,6 @@ from usage_assets.organization_assets import (
     openai_projects,
     openai_users,
 )
-from usage_assets.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets_tests.test_ingest import ADMIN_KEY, admin_for, failure_message

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import AdminAPIClient, RetrySettings, UsageBucket
+from usage_assets.admin_api.rows import DaySummary, UsageRow, normalize_result, split_by_day
+from usage_assets.admin_api.transport import AdminAPIClient, RetrySettings
+from usage_assets.admin_api.usage import (
+    GROUP_BY_FIELDS,
+    CompletionsUsageQuery,
+    UsageBucket,
+    iter_usage_buckets,
+)
 from usage_assets.errors import PayloadError
 from usage_assets.models import (
     DIMENSIONS,
@@ -23,11 +30,9 @@ from usage_assets.models import (
     REQUIRED_METRICS,
     USAGE_COPY_COLUMNS,
 )
-from usage_assets.normalize import DaySummary, UsageRow, normalize_result, split_by_day
 from usage_assets.simulator.organization import LEGACY_METRICS, SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
-from usage_assets.storage import LoadInfo, replace_day
-from usage_assets.usage_query import GROUP_BY_FIELDS, CompletionsUsageQuery
+from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 
 HOUR = 3600
 DAY_SECONDS = 86400
@@ -532,7 +537,7 @@ def test_fetched_days_match_ground_truth(
         group_by=GROUP_BY_FIELDS,
         limit=24,
     )
-    days = [summary for summary, _ in split(client.iter_usage_buckets(query))]
+    days = [summary for summary, _ in split(iter_usage_buckets(client, query))]
     assert [d.day for d in days] == [DAY_DATE, DAY_DATE + dt.timedelta(days=1)]
     for offset, day in enumerate(days):
         start = DAY + offset * DAY_SECONDS
@@ -555,7 +560,7 @@ def test_drifted_payload_from_the_api_is_refused(sim: SimulatedAdminAPI) -> None
     )
     sim.faults.add("drift")
     with pytest.raises(PayloadError, match="input_tokens"):
-        split(client.iter_usage_buckets(query))
+        split(iter_usage_buckets(client, query))
     # The same query without the fault is fine.
-    ((day, rows),) = split(client.iter_usage_buckets(query))
+    ((day, rows),) = split(iter_usage_buckets(client, query))
     assert rows and day.row_count == len(rows)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import UsageBucket
+from usage_assets.admin_api.rows import DaySummary
+from usage_assets.admin_api.usage import UsageBucket
 from usage_assets.cost_attribution import PricingInputs, price_usage, summarize_costs
 from usage_assets.errors import ConfigurationError
-from usage_assets.normalize import DaySummary
 from usage_assets.pricing import genai_price_rows, load_overrides, resolve_model
-from usage_assets.storage import LoadInfo, replace_day
+from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 
 DAY = dt.date(2025, 11, 20)
 NEXT = DAY + dt.timedelta(days=1)

@@ -39,10 +39,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from usage_assets import settings
-from usage_assets.assets import ADMIN_API_POOL
-from usage_assets.database import engine_for, head_revision, migrate
-from usage_assets.resources import OpenAIAdminResource, PricingResource, UsageDatabase
+from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
+from usage_assets.defs.usage.assets import ADMIN_API_POOL
 from usage_assets.simulator.server import SimulatedAdminAPI
+from usage_assets.warehouse.database import engine_for, head_revision, migrate
 
 from .conftest import create_database, drop_database, libpq
 
@@ -215,7 +215,7 @@ def production_job(sim: SimulatedAdminAPI, usage_url: str) -> dg.JobDefinition:
     """The code location's `usage_daily_job`, with its resources pointed at the simulator and
     the usage database (schema already migrated, USAGE_AUTO_MIGRATE=false as in production)."""
     from usage_assets.definitions import defs
-    from usage_assets.schedules import usage_daily_job, usage_daily_schedule
+    from usage_assets.defs.automation import usage_daily_job, usage_daily_schedule
 
     assert defs.resolve_job_def("usage_daily_job").name == usage_daily_schedule.job_name
     wired = dg.Definitions(
@@ -254,7 +254,7 @@ def landed_by_project(usage_url: str, day: str) -> dict[str | None, dict[str, in
 
 
 def test_schedule_job_runs_partitions_in_the_production_instance(production: Production) -> None:
-    from usage_assets.schedules import usage_daily_schedule
+    from usage_assets.defs.automation import usage_daily_schedule
 
     instance = production.instance
     with SimulatedAdminAPI(required_key=ADMIN_KEY) as sim:
@@ -485,7 +485,8 @@ def test_the_images_files_load_the_code_location(tmp_path: Path) -> None:
         else:
             shutil.copy(path, workdir / target)
     probe = (
-        "import json, usage_assets, usage_assets.settings as s, usage_assets.database as d\n"
+        "import json, usage_assets, usage_assets.settings as s\n"
+        "import usage_assets.warehouse.database as d\n"
         f"from {code_location_module()} import defs\n"
         "print(json.dumps({'package': usage_assets.__file__, 'root': str(s.PROJECT_ROOT),\n"
         "    'alembic_ini': d.ALEMBIC_INI.is_file(), 'head': d.head_revision(),\n"

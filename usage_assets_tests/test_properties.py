@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import UsageBucket
+from usage_assets.admin_api.rows import normalize_result
+from usage_assets.admin_api.usage import UsageBucket
 from usage_assets.errors import PayloadError
 from usage_assets.models import DIMENSIONS, OPTIONAL_METRICS, REQUIRED_METRICS, USAGE_COPY_COLUMNS
-from usage_assets.normalize import normalize_result
 from usage_assets.pricing import RATE_FIELDS
 
 BUCKET = UsageBucket(1_763_596_800, 1_763_600_400, [])

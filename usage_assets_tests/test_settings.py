@@ -16,8 +16,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from usage_assets import database, settings
+from usage_assets import settings
 from usage_assets.errors import ConfigurationError, DatabaseUnavailableError
+from usage_assets.warehouse import database
 from usage_assets_tests.test_definitions import load_definitions
 
 from .conftest import free_port
@@ -123,8 +124,8 @@ def test_dagster_definitions_validate_fails_naming_the_variables() -> None:
 def test_a_closed_port_fails_the_asset_at_once_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from usage_assets.assets import completions_usage_hourly
-    from usage_assets.resources import OpenAIAdminResource, usage_database_from_env
+    from usage_assets.defs.resources import OpenAIAdminResource, usage_database_from_env
+    from usage_assets.defs.usage.assets import completions_usage_hourly
 
     port = free_port()  # nothing listens there any more
     monkeypatch.setenv("USAGE_DATABASE_URL", f"postgresql://usage:s3cretpw@127.0.0.1:{port}/u")
@@ -181,7 +182,7 @@ def silent_server() -> Iterator[int]:
 def test_a_silent_server_times_out_in_seconds(
     monkeypatch: pytest.MonkeyPatch, silent_server: int
 ) -> None:
-    from usage_assets.resources import UsageDatabase
+    from usage_assets.defs.resources import UsageDatabase
 
     monkeypatch.setattr(database, "CONNECT_TIMEOUT_SECONDS", 2)
     url = f"postgresql://usage:s3cretpw@127.0.0.1:{silent_server}/u"

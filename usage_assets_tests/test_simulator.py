@@ -22,12 +22,17 @@ from typing import Any
 import pytest
 import requests
 
-from usage_assets.admin_api import AdminAPIClient, RetrySettings, UsageBucket
+from usage_assets.admin_api.transport import AdminAPIClient, RetrySettings
+from usage_assets.admin_api.usage import (
+    GROUP_BY_FIELDS,
+    CompletionsUsageQuery,
+    UsageBucket,
+    iter_usage,
+)
 from usage_assets.errors import AdminAPIError, PayloadError
 from usage_assets.models import DIMENSIONS, METRICS, OPTIONAL_METRICS, REQUIRED_METRICS
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
-from usage_assets.usage_query import GROUP_BY_FIELDS, CompletionsUsageQuery
 
 HOUR = 3600
 DAY_SECONDS = 86400
@@ -665,9 +670,9 @@ def test_client_merges_split_buckets_like_an_unsplit_fetch(
     sim: SimulatedAdminAPI, split_sim: SimulatedAdminAPI
 ) -> None:
     query = day_query(start=DAY + 2 * HOUR, hours=5, limit=2)
-    whole = list(client_for(sim).iter_completions_usage(query))
+    whole = list(iter_usage(client_for(sim), query))
     split_client = client_for(split_sim)
-    split = list(split_client.iter_completions_usage(query))
+    split = list(iter_usage(split_client, query))
     assert [b.start_time for b in whole] == list(range(DAY + 2 * HOUR, DAY + 7 * HOUR, HOUR))
     assert max(len(b.results) for b in whole) > 4
     assert split == whole
@@ -677,7 +682,7 @@ def test_client_merges_split_buckets_like_an_unsplit_fetch(
 def test_client_totals_match_ground_truth(
     org: SyntheticOrganization, sim: SimulatedAdminAPI
 ) -> None:
-    buckets = list(client_for(sim).iter_completions_usage(day_query()))
+    buckets = list(iter_usage(client_for(sim), day_query()))
     assert len(buckets) == 24
     fetched: dict[str | None, Counter[str]] = {}
     for bucket in buckets:
@@ -707,10 +712,10 @@ def test_required_key() -> None:
         assert len(right.json()["data"]) == 1
 
         with pytest.raises(AdminAPIError) as excinfo:
-            list(client_for(sim, "sk-admin-wrong-key-999").iter_completions_usage(day_query()))
+            list(iter_usage(client_for(sim, "sk-admin-wrong-key-999"), day_query()))
         assert excinfo.value.status == 401
         assert "sk-admin-wrong-key-999" not in str(excinfo.value)
-        good = list(client_for(sim, "sk-admin-right-key-123").iter_completions_usage(day_query()))
+        good = list(iter_usage(client_for(sim, "sk-admin-right-key-123"), day_query()))
         assert len(good) == 24
 
 
@@ -789,7 +794,7 @@ def test_repeat_cursor_fault(sim: SimulatedAdminAPI) -> None:
 def test_client_stops_on_repeated_cursor(sim: SimulatedAdminAPI) -> None:
     sim.faults.add("repeat_cursor", times=2)
     with pytest.raises(PayloadError, match="cursor"):
-        list(client_for(sim).iter_completions_usage(day_query(hours=48, limit=24)))
+        list(iter_usage(client_for(sim), day_query(hours=48, limit=24)))
     assert sim.usage_requests() == 2
 
 
@@ -806,7 +811,7 @@ def test_outside_window_fault(sim: SimulatedAdminAPI) -> None:
     ]
     sim.faults.add("outside_window")
     with pytest.raises(PayloadError, match="outside"):
-        list(client_for(sim).iter_completions_usage(day_query(hours=3)))
+        list(iter_usage(client_for(sim), day_query(hours=3)))
 
 
 def test_drop_buckets_fault(sim: SimulatedAdminAPI) -> None:
@@ -841,13 +846,13 @@ def test_slow_fault_delays_then_answers(sim: SimulatedAdminAPI) -> None:
 
 def test_client_recovers_from_transient_faults(sim: SimulatedAdminAPI) -> None:
     query = day_query(hours=30, limit=24)
-    clean = list(client_for(sim).iter_completions_usage(query))
+    clean = list(iter_usage(client_for(sim), query))
     sim.faults.add("status", status=429, retry_after=0.01)
     sim.faults.add("status", status=502)
     sim.faults.add("not_json")
     sim.faults.add("truncated")
     client = client_for(sim)
-    assert list(client.iter_completions_usage(query)) == clean
+    assert list(iter_usage(client, query)) == clean
     assert client.request_count == 2 + 4
     assert sim.faults.pending() == []
 

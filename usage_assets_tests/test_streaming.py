@@ -16,11 +16,11 @@ import pytest
 import requests
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import AdminAPIClient
-from usage_assets.ingest import ingest_days, usage_query_for_days
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.admin_api.usage import COMPLETIONS_USAGE_PATH, GROUP_BY_FIELDS
+from usage_assets.defs.usage.ingest import ingest_days, usage_query_for_days
 from usage_assets.simulator.server import SimulatedAdminAPI
-from usage_assets.storage import LoadInfo
-from usage_assets.usage_query import COMPLETIONS_USAGE_PATH, GROUP_BY_FIELDS
+from usage_assets.warehouse.usage_days import LoadInfo
 
 from . import processes
 from .conftest import free_port

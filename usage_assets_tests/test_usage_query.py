@@ -10,13 +10,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from usage_assets.admin_api.params import encode_query_params
+from usage_assets.admin_api.usage import BUCKET_LIMITS, GROUP_BY_FIELDS, CompletionsUsageQuery
 from usage_assets.errors import QueryValidationError
-from usage_assets.usage_query import (
-    BUCKET_LIMITS,
-    GROUP_BY_FIELDS,
-    CompletionsUsageQuery,
-    encode_query_params,
-)
 
 START = 1_730_419_200  # 2024-11-01T00:00:00Z, aligned to every bucket width
 DAY = 86_400

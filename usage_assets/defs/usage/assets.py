@@ -12,14 +12,12 @@ import dagster as dg
 from pydantic import Field, create_model
 from sqlalchemy import FromClause
 
-from usage_assets import policies, settings
-from usage_assets.endpoints import USAGE_ENDPOINTS, UsageEndpoint
-from usage_assets.ingest import ingest_days
-from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, Base
-from usage_assets.normalize import DaySummary
-from usage_assets.partitions import daily_utc_partitions
-from usage_assets.policies import (
+from usage_assets import settings
+from usage_assets.admin_api.endpoints import USAGE_ENDPOINTS, UsageEndpoint
+from usage_assets.admin_api.rows import DaySummary
+from usage_assets.defs import policies
+from usage_assets.defs.partitions import daily_utc_partitions
+from usage_assets.defs.policies import (
     API_STEP_RETRY,
     DAILY_FRESHNESS,
     RANGE_BACKFILL,
@@ -27,9 +25,12 @@ from usage_assets.policies import (
     report_days,
     window_days,
 )
-from usage_assets.resources import OpenAIAdminResource, UsageDatabase
-from usage_assets.storage import LoadInfo, usage_table
-from usage_assets.table_schema import column_schema
+from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
+from usage_assets.defs.usage.ingest import ingest_days
+from usage_assets.markdown import md_table
+from usage_assets.models import SCHEMA, Base
+from usage_assets.warehouse.table_schema import column_schema
+from usage_assets.warehouse.usage_days import LoadInfo, usage_table
 
 ADMIN_API_POOL = "openai_admin_api"
 OWNER = "team:finops"

@@ -6,8 +6,8 @@ import datetime as dt
 import dagster as dg
 
 from usage_assets import settings
-from usage_assets.assets import USAGE_ASSETS
 from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
+from usage_assets.defs.usage.assets import USAGE_ASSETS
 from usage_assets.organization_assets import (
     costs_daily,
     openai_api_keys,

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from usage_assets.admin_api import UsageBucket, in_time_order
-from usage_assets.endpoints import COMPLETIONS, UsageEndpoint
+from usage_assets.admin_api.endpoints import COMPLETIONS, UsageEndpoint
+from usage_assets.admin_api.usage import UsageBucket, in_time_order
 from usage_assets.errors import IncompleteDayError, PayloadError
 
 RESULT_OBJECT = COMPLETIONS.result_object

@@ -14,14 +14,14 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from usage_assets import settings
-from usage_assets.admin_api import AdminAPIClient, Logger, RetrySettings
-from usage_assets.database import (
+from usage_assets.admin_api.transport import AdminAPIClient, Logger, RetrySettings
+from usage_assets.errors import ConfigurationError
+from usage_assets.warehouse.database import (
     engine_for,
     prepare_schema,
     resolve_url,
     unreachable_database_fails_clearly,
 )
-from usage_assets.errors import ConfigurationError
 
 SIMULATED_BANNER = (
     "SIMULATED DATA: OPENAI_ADMIN_KEY is not set, so usage comes from the built-in simulated "

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from usage_assets import embedded_db, settings
+from usage_assets import settings
 from usage_assets.errors import (
     ConfigurationError,
     DatabaseUnavailableError,
@@ -25,6 +25,7 @@ from usage_assets.errors import (
     SchemaNotReadyError,
 )
 from usage_assets.models import SCHEMA, VERSION_TABLE
+from usage_assets.warehouse import embedded as embedded_db
 
 ALEMBIC_INI = settings.PROJECT_ROOT / "alembic.ini"
 #: Seconds a connection attempt may take (libpq `connect_timeout`; a URL's own wins): an

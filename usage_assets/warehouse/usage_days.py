@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, Table, func, null, select
 from sqlalchemy.dialects.postgresql import insert
 
-from usage_assets.endpoints import UsageEndpoint
+from usage_assets.admin_api.endpoints import UsageEndpoint
+from usage_assets.admin_api.rows import DayRevision, DaySummary, DayTotals, UsageRow
 from usage_assets.models import USAGE_TABLES, UsageDayRevision, UsageLoad
-from usage_assets.normalize import DayRevision, DaySummary, DayTotals, UsageRow
-from usage_assets.partition_replace import partition_transaction, replace_partition
+from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine, text
 
-from usage_assets.admin_api import AdminAPIClient
-from usage_assets.endpoints import BUCKET_LIMITS, COMPLETIONS, UsageEndpoint
+from usage_assets.admin_api.endpoints import BUCKET_LIMITS, COMPLETIONS, UsageEndpoint
+from usage_assets.admin_api.rows import DaySummary, UsageRow, split_by_day
+from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.admin_api.usage import UsageQuery, iter_usage_buckets
 from usage_assets.errors import AdminAPIError, IncompleteDayError
-from usage_assets.normalize import DaySummary, UsageRow, split_by_day
-from usage_assets.storage import LoadInfo, replace_day, usage_table
-from usage_assets.usage_query import UsageQuery
+from usage_assets.warehouse.usage_days import LoadInfo, replace_day, usage_table
 
 
 def epoch_seconds(day: dt.date) -> int:
@@ -131,7 +131,7 @@ def _ingest_from(
     """One query for [first_day, end_day); raises IncompleteDayError at the first short day."""
     query = usage_query_for_days(first_day, end_day, group_by, endpoint)
     expected = first_day
-    for summary, rows in split_by_day(client.iter_usage_buckets(query), endpoint):
+    for summary, rows in split_by_day(iter_usage_buckets(client, query), endpoint):
         yield from _days_without_buckets(engine, endpoint, expected, summary.day, info, now)
         summary.hours_begun = hours_begun(summary.day, now)
         replace_day(engine, summary, _then_check(summary, rows), info)

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg.errors
 from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, text
 
-from usage_assets.database import refused_values_fail_as_payload
 from usage_assets.errors import PayloadError
+from usage_assets.warehouse.database import refused_values_fail_as_payload
 
 
 def lock_partition(conn: Connection, table: Table, partition: str = "") -> None:

@@ -1,17 +1,27 @@
-"""The query of `GET /v1/organization/usage/<endpoint>`, validated before any request is sent.
+"""`GET /v1/organization/usage/<endpoint>`: its query, validated before any request is sent,
+and its buckets, validated as they arrive.
 
 One `UsageQuery` class serves every usage endpoint: what it may filter and group by comes from
-the endpoint's description (`endpoints.UsageEndpoint`).
+the endpoint's description (`admin_api.endpoints.UsageEndpoint`). The results inside a bucket
+are checked against the same description by `admin_api.rows`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from usage_assets.endpoints import BUCKET_LIMITS, BUCKET_SECONDS, COMPLETIONS, UsageEndpoint
-from usage_assets.errors import QueryValidationError
+from usage_assets.admin_api.endpoints import (
+    BUCKET_LIMITS,
+    BUCKET_SECONDS,
+    COMPLETIONS,
+    UsageEndpoint,
+)
+from usage_assets.admin_api.params import encode_query_params
+from usage_assets.admin_api.transport import AdminAPIClient, is_int
+from usage_assets.errors import PayloadError, QueryValidationError
 
 __all__ = [
     "BUCKET_LIMITS",
@@ -19,35 +29,18 @@ __all__ = [
     "COMPLETIONS_USAGE_PATH",
     "GROUP_BY_FIELDS",
     "CompletionsUsageQuery",
+    "UsageBucket",
     "UsageQuery",
-    "encode_query_params",
+    "in_time_order",
+    "iter_usage",
+    "iter_usage_buckets",
 ]
 
 COMPLETIONS_USAGE_PATH: Final = COMPLETIONS.path
 #: Every field the completions endpoint accepts in `group_by` today (the default grouping).
 GROUP_BY_FIELDS: Final[tuple[str, ...]] = COMPLETIONS.group_by_fields
 
-ParamValue = str | int | bool | None | Iterable[str]
 FilterValue = tuple[str, ...] | bool | None
-
-
-def encode_query_params(params: Mapping[str, ParamValue]) -> list[tuple[str, str]]:
-    """Encode query parameters the way the API reference's examples do.
-
-    Arrays become repeated parameters (`group_by=project_id&group_by=model`), booleans
-    `true`/`false`, and None or empty arrays are left out.
-    """
-    encoded: list[tuple[str, str]] = []
-    for name, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            encoded.append((name, "true" if value else "false"))
-        elif isinstance(value, int | str):
-            encoded.append((name, str(value)))
-        else:
-            encoded.extend((name, str(item)) for item in value)
-    return encoded
 
 
 @dataclass(frozen=True)
@@ -176,3 +169,87 @@ def CompletionsUsageQuery(
         filters=filters,
         endpoint=COMPLETIONS,
     )
+
+
+@dataclass
+class UsageBucket:
+    """One time bucket; `results` are the raw result objects, kept whole."""
+
+    start_time: int
+    end_time: int
+    results: list[Any]
+
+    @classmethod
+    def parse(cls, raw: Any, query: UsageQuery) -> UsageBucket:
+        if not isinstance(raw, dict):
+            raise PayloadError(f"A usage bucket is a {type(raw).__name__}, expected an object")
+        if raw.get("object", "bucket") != "bucket":
+            raise PayloadError(f"A usage bucket has object={raw.get('object')!r}")
+        start, end, results = raw.get("start_time"), raw.get("end_time"), raw.get("results")
+        if not (is_int(start) and is_int(end)):
+            raise PayloadError(
+                f"A usage bucket lacks integer start_time/end_time: {start!r}, {end!r}"
+            )
+        assert isinstance(start, int) and isinstance(end, int)
+        if not isinstance(results, list):
+            raise PayloadError(f"Usage bucket {start}: 'results' is missing or not a list")
+        if end - start != query.bucket_seconds:
+            raise PayloadError(
+                f"Usage bucket {start}..{end} is {end - start}s wide; asked for "
+                f"{query.bucket_width} ({query.bucket_seconds}s)"
+            )
+        if end <= query.start_time or (query.end_time is not None and start >= query.end_time):
+            raise PayloadError(
+                f"Usage bucket {start}..{end} lies outside the requested window "
+                f"{query.start_time}..{query.end_time}"
+            )
+        return cls(start_time=start, end_time=end, results=results)
+
+    def take_results(self) -> list[Any]:
+        """Hand the results over, keeping none, so they are freed once the taker is done."""
+        results, self.results = self.results, []
+        return results
+
+
+def in_time_order(buckets: Iterable[UsageBucket]) -> Iterator[UsageBucket]:
+    """Pass buckets through, refusing one that starts before its predecessor (parts of one
+    bucket split across pages share a start and pass)."""
+    previous: int | None = None
+    for bucket in buckets:
+        if previous is not None and bucket.start_time < previous:
+            when = [
+                dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
+                for t in (previous, bucket.start_time)
+            ]
+            raise PayloadError(
+                f"usage buckets out of order: went back in time from {when[0]} to {when[1]}"
+            )
+        previous = bucket.start_time
+        yield bucket
+
+
+def iter_usage_buckets(client: AdminAPIClient, query: UsageQuery) -> Iterator[UsageBucket]:
+    """Buckets as the pages bring them, each validated: a bucket split across pages comes
+    out as consecutive parts with the same start. Only the current page is held. Consumers
+    check the order with `in_time_order` (`iter_usage` and
+    `normalize.split_by_day` do)."""
+    for page in client.iter_pages(query.endpoint.path, query.to_params()):
+        data = page["data"]
+        del page
+        data.reverse()
+        while data:  # popped, so a consumed bucket is not kept alive by the page
+            yield UsageBucket.parse(data.pop(), query)
+
+
+def iter_usage(client: AdminAPIClient, query: UsageQuery) -> Iterator[UsageBucket]:
+    """Whole buckets in time order; a bucket continued on the next page comes out as one."""
+    pending: UsageBucket | None = None
+    for bucket in in_time_order(iter_usage_buckets(client, query)):
+        if pending is not None and bucket.start_time == pending.start_time:
+            pending.results.extend(bucket.results)
+            continue
+        if pending is not None:
+            yield pending
+        pending = bucket
+    if pending is not None:
+        yield pending
