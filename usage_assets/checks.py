@@ -9,9 +9,9 @@ import dagster as dg
 from usage_assets import settings
 from usage_assets.cost_assets import project_daily_costs
 from usage_assets.cost_attribution import gaps_markdown, reconcile
+from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.resources import PricingResource, UsageDatabase
 from usage_assets.defs.usage.assets import USAGE_ASSETS
-from usage_assets.organization_assets import costs_daily
 
 #: Without a partition (the check run on its own from the UI), look at this many recent days.
 UNPARTITIONED_LOOKBACK_DAYS = 7

@@ -25,13 +25,14 @@ from usage_assets.defs import policies
 from usage_assets.defs.partitions import daily_utc_partitions
 from usage_assets.defs.policies import (
     DAILY_FRESHNESS,
+    OWNER,
     RANGE_BACKFILL,
     permanent_errors_fail_fast,
     report_days,
     window_days,
 )
 from usage_assets.defs.resources import PricingResource, UsageDatabase
-from usage_assets.defs.usage.assets import OWNER, completions_usage_hourly
+from usage_assets.defs.usage.assets import completions_usage_hourly
 from usage_assets.markdown import md_table
 from usage_assets.models import SCHEMA, Base, ProjectDailyCost, ProjectDailyCostSummary
 from usage_assets.warehouse.table_schema import column_schema

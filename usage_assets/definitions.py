@@ -14,16 +14,17 @@ SETTINGS = settings.load()
 from usage_assets.checks import CHECKS, yesterday_landed_sensor  # noqa: E402
 from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor  # noqa: E402
 from usage_assets.defs.automation import JOBS, SCHEDULES  # noqa: E402
+from usage_assets.defs.billing.assets import BILLING_ASSETS  # noqa: E402
+from usage_assets.defs.names.assets import NAMES_ASSETS  # noqa: E402
 from usage_assets.defs.resources import (  # noqa: E402
     openai_admin_from_env,
     pricing_from_env,
     usage_database_from_env,
 )
 from usage_assets.defs.usage.assets import USAGE_ASSETS  # noqa: E402
-from usage_assets.organization_assets import ORGANIZATION_ASSETS  # noqa: E402
 
 defs = dg.Definitions(
-    assets=[*USAGE_ASSETS, *COST_ASSETS, *ORGANIZATION_ASSETS],
+    assets=[*USAGE_ASSETS, *COST_ASSETS, *BILLING_ASSETS, *NAMES_ASSETS],
     asset_checks=CHECKS,
     sensors=[follow_usage_sensor, yesterday_landed_sensor],
     schedules=SCHEDULES,

@@ -17,9 +17,10 @@ from sqlalchemy import Engine, text
 
 from usage_assets.admin_api.costs import COSTS_PATH, CostsQuery, iter_costs
 from usage_assets.admin_api.transport import AdminAPIClient, RetrySettings
+from usage_assets.defs.billing.assets import costs_daily
+from usage_assets.defs.billing.ingest import parse_line_item
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.errors import PayloadError, QueryValidationError
-from usage_assets.organization_assets import costs_daily, parse_line_item
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets_tests.test_ingest import ADMIN_KEY, admin_for, failure_message

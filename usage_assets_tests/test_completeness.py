@@ -20,11 +20,11 @@ from sqlalchemy import Engine, text
 from usage_assets.admin_api.rows import DaySummary
 from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.admin_api.usage import COMPLETIONS_USAGE_PATH
+from usage_assets.defs.billing.ingest import COSTS_REASKS, fetch_cost_days
 from usage_assets.defs.resources import UsageDatabase
 from usage_assets.defs.usage.assets import RELOAD_CHECK, completions_usage_hourly
 from usage_assets.defs.usage.ingest import REASKS, hours_begun, ingest_days
 from usage_assets.errors import ConfigurationError, IncompleteDayError, PayloadError
-from usage_assets.organization_assets import COSTS_REASKS, fetch_cost_days
 from usage_assets.settings import revision_tolerance
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI

@@ -154,7 +154,7 @@ def test_estimated_vs_billed_reconciliation(
     engine: Engine, database_url: str, simulator: SimulatedAdminAPI
 ) -> None:
     from usage_assets.checks import estimated_matches_billed
-    from usage_assets.organization_assets import costs_daily
+    from usage_assets.defs.billing.assets import costs_daily
 
     example = str(PROJECT_ROOT / "prices" / "overrides.example.yaml")
     everything = [*ASSETS, costs_daily, estimated_matches_billed]

@@ -14,14 +14,10 @@ import responses
 from sqlalchemy import Engine, text
 
 from usage_assets.admin_api.transport import AdminAPIClient
+from usage_assets.defs.billing.assets import costs_daily
+from usage_assets.defs.names.assets import openai_api_keys, openai_projects, openai_users
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.errors import PayloadError
-from usage_assets.organization_assets import (
-    costs_daily,
-    openai_api_keys,
-    openai_projects,
-    openai_users,
-)
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets_tests.test_ingest import ADMIN_KEY, admin_for, failure_message

@@ -13,11 +13,11 @@ from sqlalchemy import Engine, text
 from usage_assets.checks import FRESHNESS_CHECKS, yesterday_status
 from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
 from usage_assets.defs.automation import days_to_refresh, usage_daily_job, usage_daily_schedule
+from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.policies import MAX_DAYS_PER_RUN, permanent_errors_fail_fast
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.defs.usage.assets import USAGE_ASSETS, completions_usage_hourly
 from usage_assets.errors import AdminAPIError, PayloadError
-from usage_assets.organization_assets import costs_daily
 from usage_assets.simulator.server import SimulatedAdminAPI
 
 from .conftest import day_reports

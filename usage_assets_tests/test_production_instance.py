@@ -39,8 +39,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from usage_assets import settings
+from usage_assets.defs.policies import ADMIN_API_POOL
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
-from usage_assets.defs.usage.assets import ADMIN_API_POOL
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse.database import engine_for, head_revision, migrate
 

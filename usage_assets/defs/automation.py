@@ -7,13 +7,9 @@ import dagster as dg
 
 from usage_assets import settings
 from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
+from usage_assets.defs.billing.assets import costs_daily
+from usage_assets.defs.names.assets import openai_api_keys, openai_projects, openai_users
 from usage_assets.defs.usage.assets import USAGE_ASSETS
-from usage_assets.organization_assets import (
-    costs_daily,
-    openai_api_keys,
-    openai_projects,
-    openai_users,
-)
 
 usage_daily_job = dg.define_asset_job(
     "usage_daily_job",

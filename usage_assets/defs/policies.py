@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import dagster as dg
+from sqlalchemy import FromClause
 
 from usage_assets import settings
 from usage_assets.errors import (
@@ -17,6 +18,8 @@ from usage_assets.errors import (
     QueryValidationError,
     SchemaNotReadyError,
 )
+from usage_assets.models import SCHEMA, Base
+from usage_assets.warehouse.table_schema import column_schema
 
 #: Days per backfill run: a year is 12 runs, each fetching 168 hourly buckets per request.
 MAX_DAYS_PER_RUN = 31
@@ -104,3 +107,29 @@ def report_days(
     for day, metadata in days:
         context.add_asset_metadata(metadata, partition_key=day.isoformat())
     return dg.MaterializeResult(check_results=list(check_results))
+
+
+#: Every asset that calls the Admin API shares this pool (deploy/dagster.yaml sets its limit).
+ADMIN_API_POOL = "openai_admin_api"
+OWNER = "team:finops"
+
+
+def admin_api_asset(
+    table: type[Base] | FromClause, endpoint: str, **options: Any
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """`@dg.asset` for an asset that copies an Admin API endpoint into a table of ours."""
+    table = table if isinstance(table, FromClause) else table.__table__
+    assert isinstance(table, FromClause)
+    return asset(
+        retry_policy=API_STEP_RETRY,
+        group_name="openai_usage",
+        kinds={"openai", "postgres"},
+        owners=[OWNER],
+        pool=ADMIN_API_POOL,
+        metadata={
+            "dagster/table_name": f"{SCHEMA}.{table.name}",  # type: ignore[attr-defined]
+            "dagster/column_schema": column_schema(table),
+            "endpoint": endpoint,
+        },
+        **options,
+    )

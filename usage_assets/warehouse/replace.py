@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg.errors
-from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, text
+from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, insert, text
 
 from usage_assets.errors import PayloadError
 from usage_assets.warehouse.database import refused_values_fail_as_payload
@@ -78,3 +78,14 @@ def replace_partition(
     transaction (opened by `partition_transaction`)."""
     conn.execute(delete(table).where(*where))
     return copy_rows(conn, table, columns, rows, duplicate)
+
+
+def replace_table(engine: Engine, model: type[Any], rows: list[dict[str, Any]]) -> int:
+    """Replace a whole names table in one transaction (readers see the old rows until commit)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    with partition_transaction(engine, table, "", f"the names table {table.fullname}") as conn:
+        conn.execute(delete(model))
+        if rows:
+            conn.execute(insert(model), rows)  # one executemany, not row-by-row ORM adds
+    return len(rows)

@@ -5,22 +5,20 @@ Every `<name>_usage_hourly` asset is made by `usage_asset` from its endpoint's d
 """
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, create_model
-from sqlalchemy import FromClause
 
 from usage_assets import settings
 from usage_assets.admin_api.endpoints import USAGE_ENDPOINTS, UsageEndpoint
 from usage_assets.admin_api.rows import DaySummary
-from usage_assets.defs import policies
 from usage_assets.defs.partitions import daily_utc_partitions
 from usage_assets.defs.policies import (
-    API_STEP_RETRY,
     DAILY_FRESHNESS,
     RANGE_BACKFILL,
+    admin_api_asset,
     permanent_errors_fail_fast,
     report_days,
     window_days,
@@ -28,12 +26,7 @@ from usage_assets.defs.policies import (
 from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.defs.usage.ingest import ingest_days
 from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, Base
-from usage_assets.warehouse.table_schema import column_schema
 from usage_assets.warehouse.usage_days import LoadInfo, usage_table
-
-ADMIN_API_POOL = "openai_admin_api"
-OWNER = "team:finops"
 
 
 def usage_config(endpoint: UsageEndpoint) -> type[dg.Config]:
@@ -49,27 +42,6 @@ def usage_config(endpoint: UsageEndpoint) -> type[dg.Config]:
                 f"accepts ({', '.join(endpoint.group_by_fields)}).",
             ),
         ),
-    )
-
-
-def admin_api_asset(
-    table: type[Base] | FromClause, endpoint: str, **options: Any
-) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
-    """`@dg.asset` for an asset that copies an Admin API endpoint into a table of ours."""
-    table = table if isinstance(table, FromClause) else table.__table__
-    assert isinstance(table, FromClause)
-    return policies.asset(
-        retry_policy=API_STEP_RETRY,
-        group_name="openai_usage",
-        kinds={"openai", "postgres"},
-        owners=[OWNER],
-        pool=ADMIN_API_POOL,
-        metadata={
-            "dagster/table_name": f"{SCHEMA}.{table.name}",  # type: ignore[attr-defined]
-            "dagster/column_schema": column_schema(table),
-            "endpoint": endpoint,
-        },
-        **options,
     )
 
 

@@ -1,0 +1,1 @@
+"""Billing: `costs_daily`, what OpenAI bills, to reconcile estimates with."""

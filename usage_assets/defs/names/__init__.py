@@ -1,0 +1,1 @@
+"""Names: projects, users and API keys, for BI."""
