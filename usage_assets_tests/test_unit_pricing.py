@@ -5,13 +5,16 @@ inserted straight into the `<name>_usage_hourly` tables (every column of endpoin
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
-from sqlalchemy import Engine, text
+from alembic import command
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from usage_assets.cost_attribution import (
     PricingInputs,
@@ -22,6 +25,7 @@ from usage_assets.cost_attribution import (
     summarize_costs,
     unit_quantity_mismatches,
 )
+from usage_assets.database import alembic_config, engine_for, migrate
 from usage_assets.endpoints import ENDPOINTS_BY_NAME
 from usage_assets.errors import ConfigurationError
 from usage_assets.pricing import (
@@ -31,6 +35,8 @@ from usage_assets.pricing import (
     load_override_unit_prices,
     load_overrides,
 )
+
+from .conftest import create_database, drop_database
 
 DAY = dt.date(2025, 11, 20)
 NEXT = DAY + dt.timedelta(days=1)
@@ -891,3 +897,131 @@ def test_unit_costs_asset_runs_its_checks(engine: Engine, database_url: str) -> 
         ("images", Decimal(1), Decimal(2)),
         ("code_interpreter_sessions", Decimal(2), Decimal(3)),
     ]
+
+
+# ---------------------------------------------------------------------------- migration 0008
+
+
+@pytest.fixture
+def fresh_url(pg_server_url: str) -> Iterator[str]:
+    url = create_database(pg_server_url)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+def _view_columns(engine: Engine, view: str) -> list[str]:
+    return [c["name"] for c in inspect(engine).get_columns(view, S)]
+
+
+@pytest.mark.parametrize("server_version", [None, (14, 13)], ids=["pg15+", "pg14-fallback"])
+def test_migration_0008_up_and_down(fresh_url: str, server_version: tuple[int, int] | None) -> None:
+    """Stored cost rows become completions; the summary's cost by kind is their cost; the
+    downgrade takes the summary back to completions only and restores 0002's views."""
+    engine = engine_for(fresh_url)
+    with engine.connect():
+        pass
+    real = engine.dialect.server_version_info
+    if server_version is not None:
+        engine.dialect.server_version_info = server_version
+    try:
+        migrate(fresh_url, "0007")
+        before = _view_columns(engine, "v_project_daily_cost")
+        vs_billed = _view_columns(engine, "v_estimated_vs_billed")
+        kinds = ", ".join(
+            f"{k}" for k in ("input_text_uncached_tokens", "input_text_cached_tokens",
+                             "input_cache_write_tokens", "input_cache_write_30m_tokens",
+                             "input_cache_write_12h_tokens", "input_audio_uncached_tokens",
+                             "input_audio_cached_tokens", "input_image_uncached_tokens",
+                             "input_image_cached_tokens", "output_text_tokens",
+                             "output_audio_tokens", "output_image_tokens")
+        )  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO {S}.project_daily_costs (usage_date, project_id, model, "
+                    f"input_tokens, output_tokens, num_model_requests, {kinds}, "
+                    "breakdown_fallback, cost_usd) VALUES ('2025-11-20', 'p', 'gpt-4o', 1, 0, 1, "
+                    f"{', '.join(['0'] * 12)}, false, 1.5)"
+                )
+            )
+            conn.execute(
+                text(
+                    f"INSERT INTO {S}.project_daily_cost_summary (usage_date, project_id, "
+                    "cost_usd, unpriced_tokens, input_tokens, output_tokens, num_model_requests, "
+                    "models) VALUES ('2025-11-20', 'p', 1.5, 0, 1, 0, 1, 1)"
+                )
+            )
+        migrate(fresh_url)
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text(f"SELECT usage_kind FROM {S}.project_daily_costs")).scalar_one()
+                == "completions"
+            )
+            summary = conn.execute(
+                text(
+                    f"SELECT cost_by_kind, unpriced_usage_rows FROM {S}.project_daily_cost_summary"
+                )
+            ).one()
+            assert tuple(summary) == ({"completions": 1.5}, 0)
+            conn.execute(text("SET ROLE usage_readonly"))  # new objects granted to the BI role
+            for name in (
+                "v_reconciliation_daily",
+                "v_usage_daily_cost",
+                "unit_prices",
+                "usage_daily_costs",
+                "v_project_daily_cost",
+                "v_estimated_vs_billed",
+            ):
+                conn.execute(text(f"SELECT * FROM {S}.{name}")).all()
+            conn.execute(text("RESET ROLE"))
+        assert _view_columns(engine, "v_project_daily_cost") == [
+            *before, "unpriced_usage_rows", "cost_by_kind",
+        ]  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO {S}.usage_daily_costs (usage_date, project_id, usage_kind, "
+                    "model, detail, quantity, unit, free_quantity, cost_usd) VALUES "
+                    "('2025-11-20', 'p', 'images', 'dall-e-3', '{}', 1, 'images', 0, 0.5)"
+                )
+            )
+            conn.execute(
+                text(
+                    f"UPDATE {S}.project_daily_cost_summary SET cost_usd = 2.0, "
+                    """cost_by_kind = '{"completions": 1.5, "images": 0.5}'"""
+                )
+            )
+        with (
+            pytest.raises(IntegrityError, match="uq_usage_daily_costs_grain"),
+            engine.begin() as conn,
+        ):
+            conn.execute(
+                text(
+                    f"INSERT INTO {S}.usage_daily_costs (usage_date, project_id, usage_kind, "
+                    "model, detail, quantity, unit, free_quantity) VALUES "
+                    "('2025-11-20', 'p', 'images', 'dall-e-3', '{}', 1, 'images', 0)"
+                )
+            )
+        command.downgrade(alembic_config(fresh_url), "0007")
+        tables = set(inspect(engine).get_table_names(schema=S))
+        assert not {"unit_prices", "usage_daily_costs"} & tables
+        assert _view_columns(engine, "v_project_daily_cost") == before
+        assert _view_columns(engine, "v_estimated_vs_billed") == vs_billed
+        with engine.connect() as conn:
+            assert conn.execute(
+                text(f"SELECT cost_usd FROM {S}.project_daily_cost_summary")
+            ).scalar_one() == Decimal("1.5")
+            functions = conn.execute(
+                text(
+                    "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = "
+                    "p.pronamespace WHERE n.nspname = :s AND p.proname IN ('line_item_family', "
+                    "'unit_price_for', 'base_model')"
+                ),
+                {"s": S},
+            ).all()
+            assert functions == []
+        migrate(fresh_url)
+    finally:
+        engine.dialect.server_version_info = real
+    if server_version is None:  # (the PostgreSQL 14 indexes are not the models' constraints)
+        command.check(alembic_config(fresh_url))
