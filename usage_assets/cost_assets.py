@@ -59,6 +59,13 @@ FOLLOW_UPSTREAM = dg.AutomationCondition.eager().without(
     dg.AutomationCondition.in_latest_time_window()
 )
 
+#: The rollup follows either cost table; a day whose non-token costs were never computed (no
+#: usage asset of those endpoints materialized yet) does not hold back the completions rollup.
+SUMMARY_FOLLOWS_UPSTREAM = FOLLOW_UPSTREAM.replace(
+    "any_deps_missing",
+    dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets("usage_daily_costs")),
+)
+
 #: Evaluates FOLLOW_UPSTREAM; running by default so nobody has to click.
 follow_usage_sensor = dg.AutomationConditionSensorDefinition(
     "cost_attribution_follows_usage",
@@ -74,7 +81,9 @@ def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
 
 
 def cost_table_asset(
-    table: type[Base], **options: Any
+    table: type[Base],
+    automation_condition: dg.AutomationCondition[dg.AssetKey] = FOLLOW_UPSTREAM,
+    **options: Any,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for a daily-partitioned table computed in PostgreSQL from other tables."""
     return policies.asset(
@@ -84,7 +93,7 @@ def cost_table_asset(
         group_name=GROUP,
         kinds={"postgres", "sql"},
         owners=[OWNER],
-        automation_condition=FOLLOW_UPSTREAM,
+        automation_condition=automation_condition,
         metadata={
             "dagster/table_name": f"{SCHEMA}.{table.__tablename__}",
             "dagster/column_schema": column_schema(table.__table__),
@@ -362,6 +371,7 @@ def unit_cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.As
 
 @cost_table_asset(
     ProjectDailyCostSummary,
+    SUMMARY_FOLLOWS_UPSTREAM,
     name="project_daily_cost_summary",
     deps=[project_daily_costs, usage_daily_costs],
     description=(

@@ -115,6 +115,28 @@ def test_cost_partitions_follow_upstream(database_url: str, simulator: Simulated
     assert summary in (set(), {DAY})
 
 
+def test_summary_follows_completions_costs_without_the_other_kinds(
+    database_url: str, simulator: SimulatedAdminAPI
+) -> None:
+    """usage_daily_costs (the other endpoints' costs) never materialized for the day: the
+    rollup still follows project_daily_costs."""
+    from usage_assets.cost_assets import usage_daily_costs
+
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [*ASSETS, usage_daily_costs]
+    defs = dg.Definitions(assets=assets, resources=resources(simulator, database_url))
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    dg.materialize(
+        [completions_usage_hourly, project_daily_costs],
+        partition_key=DAY,
+        instance=instance,
+        resources=resources(simulator, database_url),
+    )
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(dg.AssetKey("project_daily_cost_summary")) == {DAY}
+    assert second.get_requested_partitions(dg.AssetKey("usage_daily_costs")) == set()
+
+
 def test_raw_backfill_can_include_downstream(
     engine: Engine, database_url: str, simulator: SimulatedAdminAPI
 ) -> None:
