@@ -164,7 +164,10 @@ def test_every_asset_has_a_freshness_policy() -> None:
 
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        assert graph.get(key).freshness_policy is not None, key
+        # Not materializable: a dependency named by key whose asset is defined elsewhere (the
+        # usage assets of usage_daily_costs, until they are in the code location).
+        if graph.get(key).is_materializable:
+            assert graph.get(key).freshness_policy is not None, key
 
 
 # --------------------------------------------------------------------------- range backfills
