@@ -1,4 +1,5 @@
-"""Cost attribution assets: priced usage per project and model, and a per-project rollup."""
+"""Cost attribution assets: priced usage per project and model (completions tokens, and every
+other usage kind by its unit prices), and a per-project rollup of every kind."""
 
 import datetime as dt
 from collections.abc import Callable
@@ -8,17 +9,25 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine
 
+from usage_assets.admin_api.endpoints import COMPLETIONS, USAGE_ENDPOINTS
 from usage_assets.cost_attribution import (
     CostTotals,
+    KindTotals,
     PricingInputs,
     cost_totals,
     days_between,
     kind_mismatches,
     money,
     negative_values,
+    price_unit_usage,
     price_usage,
     raw_totals,
     summarize_costs,
+    summary_totals,
+    unit_cost_totals,
+    unit_negative_values,
+    unit_quantity_mismatches,
+    unpriced_unit_usage,
     unpriced_usage,
 )
 from usage_assets.defs import policies
@@ -34,7 +43,13 @@ from usage_assets.defs.policies import (
 from usage_assets.defs.resources import PricingResource, UsageDatabase
 from usage_assets.defs.usage.assets import completions_usage_hourly
 from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, Base, ProjectDailyCost, ProjectDailyCostSummary
+from usage_assets.models import (
+    SCHEMA,
+    Base,
+    ProjectDailyCost,
+    ProjectDailyCostSummary,
+    UsageDailyCost,
+)
 from usage_assets.warehouse.table_schema import column_schema
 
 GROUP = "cost_attribution"
@@ -43,6 +58,13 @@ ONE_DAY = dt.timedelta(days=1)
 #: late-data refresh), for any day: `eager()` alone only reacts in the latest time window.
 FOLLOW_UPSTREAM = dg.AutomationCondition.eager().without(
     dg.AutomationCondition.in_latest_time_window()
+)
+
+#: The rollup follows either cost table; a day whose non-token costs were never computed (no
+#: usage asset of those endpoints materialized yet) does not hold back the completions rollup.
+SUMMARY_FOLLOWS_UPSTREAM = FOLLOW_UPSTREAM.replace(
+    "any_deps_missing",
+    dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets("usage_daily_costs")),
 )
 
 #: Evaluates FOLLOW_UPSTREAM; running by default so nobody has to click.
@@ -60,7 +82,9 @@ def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
 
 
 def cost_table_asset(
-    table: type[Base], **options: Any
+    table: type[Base],
+    automation_condition: dg.AutomationCondition[dg.AssetKey] = FOLLOW_UPSTREAM,
+    **options: Any,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for a daily-partitioned table computed in PostgreSQL from other tables."""
     return policies.asset(
@@ -70,7 +94,7 @@ def cost_table_asset(
         group_name=GROUP,
         kinds={"postgres", "sql"},
         owners=[OWNER],
-        automation_condition=FOLLOW_UPSTREAM,
+        automation_condition=automation_condition,
         metadata={
             "dagster/table_name": f"{SCHEMA}.{table.__tablename__}",
             "dagster/column_schema": column_schema(table.__table__),
@@ -210,13 +234,151 @@ def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCh
     ]
 
 
+#: The usage assets of every endpoint but completions, by key (`<name>_usage_hourly`, defined
+#: with the endpoint descriptions in usage_assets.assets).
+UNIT_USAGE_ASSET_KEYS = [
+    dg.AssetKey(endpoint.asset_name) for endpoint in USAGE_ENDPOINTS if endpoint is not COMPLETIONS
+]
+
+
+@cost_table_asset(
+    UsageDailyCost,
+    name="usage_daily_costs",
+    deps=UNIT_USAGE_ASSET_KEYS,
+    check_specs=[
+        _check(
+            "quantities_match_usage",
+            "usage_daily_costs",
+            "Each usage kind's quantity equals its usage table's for the day (vector stores: "
+            "the GiB-days of v_vector_store_storage_daily).",
+        ),
+        _check(
+            "all_usage_priced",
+            "usage_daily_costs",
+            "Every kind, model and priced dimension has a unit price; unpriced usage is listed "
+            "with its reason.",
+        ),
+        _check(
+            "no_negative_values",
+            "usage_daily_costs",
+            "No negative quantities or costs; a free allowance share never exceeds the usage.",
+        ),
+    ],
+    description=(
+        "Estimated cost in USD per UTC day, project, usage kind (embeddings, moderations, "
+        "images, audio_speeches, audio_transcriptions, vector_stores, "
+        "code_interpreter_sessions, file_search_calls, web_search_calls), model and priced "
+        "dimensions (image size and source, web search context level): the quantity in its "
+        "unit times its unit price (genai-prices, the bundled list prices, or your "
+        "USAGE_PRICE_OVERRIDES' unit_prices), with the price row used. Moderations are free; "
+        "vector store storage has the organization's free GiB-day shared pro rata. Usage that "
+        "cannot be priced keeps its quantity and has a NULL cost and a reason."
+    ),
+)
+def usage_daily_costs(
+    context: dg.AssetExecutionContext,
+    config: CostAttributionConfig,
+    usage_db: UsageDatabase,
+    pricing: PricingResource,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    first, end = window_days(context)
+    with permanent_errors_fail_fast():
+        engine = usage_db.engine()
+        report = price_unit_usage(
+            engine, first, end, PricingInputs(pricing.overrides_path(), config.reprice)
+        )
+    if report.stale:
+        context.log.warning(
+            "genai-prices or the bundled list has different unit prices than the stored "
+            f"snapshot for {', '.join(report.stale[:10])}; kept the stored ones. Run with "
+            "reprice: true to re-price explicitly."
+        )
+    reports = [
+        (
+            day,
+            unit_cost_metadata(unit_cost_totals(engine, day, day + ONE_DAY))
+            | {"new_price_rows": report.inserted},
+        )
+        for day in days_between(first, end)
+    ]
+    return report_days(context, reports, unit_cost_checks(engine, first, end))
+
+
+def unit_cost_metadata(totals: dict[str, KindTotals]) -> dict[str, Any]:
+    """One day's unit costs: `cost_usd` (charted), and per kind quantity, cost, unpriced."""
+    rows = [
+        (kind, f"{t.quantity:,.4f} {t.unit}", money(t.cost_usd),
+         f"{t.unpriced_rows} ({t.unpriced_quantity:,.4f} {t.unit})" if t.unpriced_rows else "")
+        for kind, t in totals.items()
+    ]  # fmt: skip
+    return {
+        "dagster/row_count": dg.MetadataValue.int(sum(t.rows for t in totals.values())),
+        "cost_usd": dg.MetadataValue.float(float(sum(t.cost_usd for t in totals.values()))),
+        "unpriced_rows": dg.MetadataValue.int(sum(t.unpriced_rows for t in totals.values())),
+        "by_kind": dg.MetadataValue.md(
+            md_table(["kind", "quantity", "cost", "unpriced rows"], rows, right=[1, 2])
+            if rows
+            else "_no usage_"
+        ),
+    }
+
+
+def unit_cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCheckResult]:
+    mismatches = unit_quantity_mismatches(engine, first, end)
+    unpriced = unpriced_unit_usage(engine, first, end)
+    negatives = unit_negative_values(engine, first, end)
+    days = dg.MetadataValue.text(f"{first} .. {end - ONE_DAY}")
+    return [
+        dg.AssetCheckResult(
+            check_name="quantities_match_usage",
+            passed=not mismatches,
+            metadata={
+                "days": days,
+                "mismatches": dg.MetadataValue.md(
+                    md_table(
+                        ["kind", "costed", "usage"],
+                        [(k, f"{got:,}", f"{raw:,}") for k, got, raw in mismatches],
+                        right=[1, 2],
+                    )
+                    if mismatches
+                    else "_every kind adds up_"
+                ),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="all_usage_priced",
+            passed=not unpriced,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "days": days,
+                "unpriced": dg.MetadataValue.md(
+                    md_table(
+                        ["kind", "reason", "quantity"],
+                        [(k, reason, f"{q:,} {unit}") for k, reason, q, unit in unpriced],
+                        right=[2],
+                    )
+                    if unpriced
+                    else "_everything priced_"
+                ),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="no_negative_values",
+            passed=negatives == 0,
+            metadata={"days": days, "rows_with_negative_values": negatives},
+        ),
+    ]
+
+
 @cost_table_asset(
     ProjectDailyCostSummary,
+    SUMMARY_FOLLOWS_UPSTREAM,
     name="project_daily_cost_summary",
-    deps=[project_daily_costs],
+    deps=[project_daily_costs, usage_daily_costs],
     description=(
-        "Estimated cost per UTC day and project (sum of priced usage), with the tokens that "
-        "could not be priced counted separately. Joined with project names in "
+        "Estimated cost per UTC day and project: the sum of every usage kind's priced usage "
+        "(cost_by_kind per kind), with the tokens and the non-token cost rows that could not "
+        "be priced counted separately. Joined with project names in "
         "openai_usage.v_project_daily_cost."
     ),
 )
@@ -229,18 +391,19 @@ def project_daily_cost_summary(
     summarize_costs(engine, first, end)
     reports = []
     for day in days_between(first, end):
-        totals = cost_totals(engine, day, day + ONE_DAY)
+        projects, cost, unpriced_tokens, unpriced_rows = summary_totals(engine, day, day + ONE_DAY)
         reports.append(
             (
                 day,
                 {
-                    "dagster/row_count": dg.MetadataValue.int(totals.projects),
-                    "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
-                    "unpriced_tokens": dg.MetadataValue.int(totals.unpriced_tokens),
+                    "dagster/row_count": dg.MetadataValue.int(projects),
+                    "cost_usd": dg.MetadataValue.float(float(cost)),
+                    "unpriced_tokens": dg.MetadataValue.int(unpriced_tokens),
+                    "unpriced_usage_rows": dg.MetadataValue.int(unpriced_rows),
                 },
             )
         )
     return report_days(context, reports)
 
 
-COST_ASSETS = [project_daily_costs, project_daily_cost_summary]
+COST_ASSETS = [project_daily_costs, usage_daily_costs, project_daily_cost_summary]

@@ -9,23 +9,30 @@ snapshot current.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
 from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, TOKEN_KINDS
+from usage_assets.models import SCHEMA, TOKEN_KINDS, USAGE_KINDS
 from usage_assets.pricing import (
     OVERRIDE_SOURCE,
+    UNIT_KINDS,
     PriceRow,
     SyncReport,
+    UnitKind,
+    UnitPriceRow,
+    bundled_unit_price_rows,
     genai_price_rows,
-    load_overrides,
+    genai_unit_price_rows,
+    load_price_file,
     sync_model_aliases,
     sync_price_snapshot,
+    sync_unit_price_snapshot,
 )
 
 S = SCHEMA
@@ -81,17 +88,35 @@ LEFT JOIN LATERAL (
 CROSS JOIN LATERAL (SELECT {S}.estimate_cost_usd(mp.price, {KIND_ARGS}) AS cost_usd) priced
 """
 
+#: Per day and project, every usage kind: completions (tokens, from project_daily_costs) and
+#: the others (usage_daily_costs). Tokens, requests and models are completions'.
 SUMMARY_SQL = f"""
 INSERT INTO {S}.project_daily_cost_summary (
     usage_date, project_id, cost_usd, unpriced_tokens, input_tokens, output_tokens,
-    num_model_requests, models)
-SELECT usage_date, project_id,
-       coalesce(sum(cost_usd), 0),
-       coalesce(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NULL), 0)::bigint,
+    num_model_requests, models, unpriced_usage_rows, cost_by_kind)
+WITH k AS (
+    SELECT usage_date, project_id, usage_kind,
+           coalesce(sum(cost_usd), 0) AS cost_usd,
+           coalesce(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NULL), 0)
+               AS unpriced_tokens,
+           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+           sum(num_model_requests) AS num_model_requests, count(DISTINCT model) AS models,
+           0 AS unpriced_usage_rows
+    FROM {S}.project_daily_costs
+    WHERE usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT usage_date, project_id, usage_kind, coalesce(sum(cost_usd), 0), 0, 0, 0, 0, 0,
+           count(*) FILTER (WHERE cost_usd IS NULL)
+    FROM {S}.usage_daily_costs
+    WHERE usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3
+)
+SELECT usage_date, project_id, sum(cost_usd), sum(unpriced_tokens)::bigint,
        sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(num_model_requests)::bigint,
-       count(DISTINCT model)
-FROM {S}.project_daily_costs
-WHERE usage_date >= :first AND usage_date < :end
+       sum(models)::integer, sum(unpriced_usage_rows)::integer,
+       jsonb_object_agg(usage_kind, cost_usd)
+FROM k
 GROUP BY usage_date, project_id
 """
 
@@ -126,7 +151,7 @@ def _lock_days(conn: Connection, table: str, first: dt.date, end: dt.date) -> No
 
 def price_usage(engine: Engine, first: dt.date, end: dt.date, inputs: PricingInputs) -> SyncReport:
     """Recompute `project_daily_costs` for [first, end) in one transaction."""
-    overrides = load_overrides(inputs.override_file)  # a bad file fails before any write
+    overrides, _ = load_price_file(inputs.override_file)  # a bad file fails before any write
     with engine.begin() as conn:
         return _price_days(conn, first, end, [*genai_price_rows(), *overrides], overrides,
                            reprice=inputs.reprice)  # fmt: skip
@@ -164,6 +189,122 @@ def _price_days(
     return report
 
 
+# --------------------------------------------------------------------------- unit pricing
+
+
+def _unit_source_sql(kind: UnitKind) -> str:
+    """A kind's usage per day, project, model and priced dimensions, in the usage's own unit."""
+    if kind.name == "vector_stores":  # a gauge: GiB-days come from the view
+        return (
+            "SELECT usage_date, project_id, NULL::text AS model, '{}'::jsonb AS detail, "
+            "gib_days AS quantity, NULL::bigint AS num_model_requests "
+            f"FROM {S}.v_vector_store_storage_daily "
+            "WHERE usage_date >= :first AND usage_date < :end"
+        )
+    endpoint = kind.endpoint
+    model = "model" if kind.has_model else "NULL::text"
+    pairs = ", ".join(f"'{name}', {name}" for name in kind.detail)
+    detail = f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if kind.detail else "'{}'::jsonb"
+    requests = (
+        "sum(num_model_requests)::bigint"
+        if "num_model_requests" in endpoint.metric_names
+        else "NULL::bigint"
+    )
+    return (
+        "SELECT (bucket_start AT TIME ZONE 'UTC')::date AS usage_date, project_id, "
+        f"{model} AS model, {detail} AS detail, sum({kind.metric})::numeric AS quantity, "
+        f"{requests} AS num_model_requests "
+        f"FROM {S}.{endpoint.table_name} "
+        "WHERE bucket_start >= :start AND bucket_start < :end_ts GROUP BY 1, 2, 3, 4"
+    )
+
+
+def unit_cost_sql(kind: UnitKind) -> str:
+    """Price one kind's usage for a range of days in one statement: the price row from
+    `unit_price_for()`, the cost from `unit_cost_usd()` (migration 0008, the rules' one place);
+    the free allowance's organization total is the day's sum over rows of the same price."""
+    quantity = "quantity" if kind.per == 1 else f"quantity / {kind.per}"
+    return f"""
+INSERT INTO {S}.usage_daily_costs (
+    usage_date, project_id, usage_kind, model, detail, quantity, unit, num_model_requests,
+    free_quantity, unit_price_id, cost_usd, unpriced_reason)
+WITH a AS ({_unit_source_sql(kind)}),
+priced AS MATERIALIZED (
+    SELECT a.*, {S}.unit_price_for('{kind.name}', a.model, al.model_ref, a.detail, a.usage_date)
+           AS price
+    FROM a LEFT JOIN {S}.model_aliases al ON al.model = a.model
+), o AS (
+    SELECT priced.*,
+           sum(quantity) OVER (PARTITION BY usage_date, (price).unit_price_id) AS org_quantity
+    FROM priced
+)
+SELECT usage_date, project_id, '{kind.name}', model, detail, {quantity}, '{kind.unit}',
+       num_model_requests, {S}.unit_free_quantity(price, quantity, org_quantity, {kind.per}),
+       (price).unit_price_id, {S}.unit_cost_usd(price, quantity, org_quantity, {kind.per}),
+       CASE WHEN (price).unit_price_id IS NULL
+            THEN {S}.unit_unpriced_reason('{kind.name}', model, detail) END
+FROM o
+"""
+
+
+UNIT_COST_SQL: dict[str, str] = {name: unit_cost_sql(kind) for name, kind in UNIT_KINDS.items()}
+
+
+def unit_price_rows(overrides: list[UnitPriceRow]) -> list[UnitPriceRow]:
+    """Every unit price source: genai-prices, the bundled list, the override file."""
+    return [*genai_unit_price_rows(), *bundled_unit_price_rows(), *overrides]
+
+
+def price_unit_usage(
+    engine: Engine, first: dt.date, end: dt.date, inputs: PricingInputs
+) -> SyncReport:
+    """Recompute `usage_daily_costs` for [first, end) in one transaction."""
+    overrides, unit_overrides = load_price_file(inputs.override_file)  # fails before writes
+    override_models = [row.model_ref for row in overrides]
+    with engine.begin() as conn:
+        return _price_unit_days(
+            conn,
+            first,
+            end,
+            unit_price_rows(unit_overrides),
+            override_models,
+            reprice=inputs.reprice,
+        )
+
+
+def _price_unit_days(
+    conn: Connection,
+    first: dt.date,
+    end: dt.date,
+    prices: list[UnitPriceRow],
+    override_models: list[str],
+    *,
+    reprice: bool,
+) -> SyncReport:
+    bounds = _bounds(first, end)
+    report = sync_unit_price_snapshot(conn, prices, reprice=reprice)
+    models = conn.execute(
+        text(
+            " UNION ".join(
+                f"SELECT model FROM {S}.{kind.endpoint.table_name} WHERE bucket_start >= :start "
+                "AND bucket_start < :end_ts AND model IS NOT NULL"
+                for kind in UNIT_KINDS.values()
+                if kind.has_model
+            )
+        ),
+        bounds,
+    ).scalars()
+    sync_model_aliases(conn, list(models), override_models)
+    _lock_days(conn, "usage_daily_costs", first, end)
+    conn.execute(
+        text(f"DELETE FROM {S}.usage_daily_costs WHERE usage_date >= :first AND usage_date < :end"),
+        bounds,
+    )
+    for statement in UNIT_COST_SQL.values():
+        conn.execute(text(statement), bounds)
+    return report
+
+
 def summarize_costs(engine: Engine, first: dt.date, end: dt.date) -> int:
     """Recompute `project_daily_cost_summary` for [first, end) in one transaction; rows written."""
     with engine.begin() as conn:
@@ -185,12 +326,17 @@ def _summarize_days(conn: Connection, first: dt.date, end: dt.date) -> int:
 
 # --------------------------------------------------------------------------- recompute
 
+_USAGE_DAYS = "\nUNION\n".join(
+    f"SELECT DISTINCT (bucket_start AT TIME ZONE 'UTC')::date AS day FROM {S}.{name}_usage_hourly "
+    "WHERE bucket_start >= :start AND bucket_start < :end_ts"
+    for name in USAGE_KINDS
+)
 COST_DAYS_SQL = f"""
-SELECT DISTINCT (bucket_start AT TIME ZONE 'UTC')::date AS day
-FROM {S}.completions_usage_hourly
-WHERE bucket_start >= :start AND bucket_start < :end_ts
+{_USAGE_DAYS}
 UNION
 SELECT usage_date FROM {S}.project_daily_costs WHERE usage_date >= :first AND usage_date < :end
+UNION
+SELECT usage_date FROM {S}.usage_daily_costs WHERE usage_date >= :first AND usage_date < :end
 UNION
 SELECT usage_date FROM {S}.project_daily_cost_summary
 WHERE usage_date >= :first AND usage_date < :end
@@ -208,8 +354,9 @@ class Recomputed:
 def _stored_cost(conn: Connection, day: dt.date) -> Decimal:
     return Decimal(
         conn.execute(
-            text(f"SELECT coalesce(sum(cost_usd), 0) FROM {S}.project_daily_costs "
-                 "WHERE usage_date = :day"),
+            text(f"SELECT (SELECT coalesce(sum(cost_usd), 0) FROM {S}.project_daily_costs "
+                 "WHERE usage_date = :day) + (SELECT coalesce(sum(cost_usd), 0) "
+                 f"FROM {S}.usage_daily_costs WHERE usage_date = :day)"),
             {"day": day},
         ).scalar_one()
     )  # fmt: skip
@@ -222,14 +369,16 @@ def recompute_costs(
     inputs: PricingInputs | None = None,
 ) -> Recomputed:
     """Re-price every day in [first, end) that has usage or cost rows, with the current rules
-    and the stored price snapshot: cost rows and the per-project summary, one transaction a day.
+    and the stored price snapshot: cost rows of every usage kind and the per-project summary,
+    one transaction a day.
 
     For cost rows priced before a rule changed (migration 0004: cache writes were counted
     twice). A day's usage is not fetched again; a day's rows are replaced, never appended.
     """
     inputs = inputs or PricingInputs(None)
-    overrides = load_overrides(inputs.override_file)  # a bad file fails before any write
+    overrides, unit_overrides = load_price_file(inputs.override_file)  # fails before writes
     prices = [*genai_price_rows(), *overrides]
+    unit_prices = unit_price_rows(unit_overrides)
     bounds = _bounds(first, end)
     with engine.connect() as conn:
         days = list(conn.execute(text(COST_DAYS_SQL), bounds).scalars())
@@ -239,6 +388,9 @@ def recompute_costs(
             before += _stored_cost(conn, day)
             _price_days(conn, day, day + dt.timedelta(days=1), prices, overrides,
                         reprice=inputs.reprice)  # fmt: skip
+            _price_unit_days(conn, day, day + dt.timedelta(days=1), unit_prices,
+                             [row.model_ref for row in overrides],
+                             reprice=inputs.reprice)  # fmt: skip
             _summarize_days(conn, day, day + dt.timedelta(days=1))
             after += _stored_cost(conn, day)
     return Recomputed(days, before, after)
@@ -367,11 +519,19 @@ def negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
 
 KIND_ARGS_C = ", ".join(f"c.{kind}" for kind in TOKEN_KINDS)
 
+#: Estimated cost rows of every kind: completions (project_daily_costs) and the others.
+_ESTIMATES = f"""
+    SELECT usage_date, project_id, usage_kind, cost_usd FROM {S}.project_daily_costs
+    WHERE usage_date >= :first AND usage_date < :end
+    UNION ALL
+    SELECT usage_date, project_id, usage_kind, cost_usd FROM {S}.usage_daily_costs
+    WHERE usage_date >= :first AND usage_date < :end
+"""
+
 RECONCILE_PROJECTS_SQL = f"""
 WITH estimated AS (
     SELECT usage_date, project_id, sum(cost_usd) AS estimated_usd
-    FROM {S}.project_daily_costs
-    WHERE usage_date >= :first AND usage_date < :end
+    FROM ({_ESTIMATES}) e
     GROUP BY 1, 2
 ), billed AS (
     SELECT usage_date, project_id, sum(amount_usd) AS billed_usd
@@ -383,6 +543,30 @@ SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id
        coalesce(e.estimated_usd, 0), coalesce(b.billed_usd, 0)
 FROM estimated e
 FULL JOIN billed b ON b.usage_date = e.usage_date AND b.project_id IS NOT DISTINCT FROM e.project_id
+"""
+
+#: v_reconciliation_daily (migration 0008) for a range of days: per day, project and family
+#: (the usage kind of a billed line item by `line_item_family()`, 'other' when unknown).
+RECONCILE_FAMILIES_SQL = f"""
+WITH estimated AS (
+    SELECT usage_date, project_id, usage_kind AS family, sum(cost_usd) AS usd,
+           count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_rows
+    FROM ({_ESTIMATES}) e
+    GROUP BY 1, 2, 3
+), billed AS (
+    SELECT usage_date, project_id, {S}.line_item_family(line_item, quantity_unit) AS family,
+           sum(amount_usd) AS usd
+    FROM {S}.costs_daily
+    WHERE usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3
+)
+SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
+       coalesce(e.family, b.family), coalesce(e.usd, 0), coalesce(b.usd, 0),
+       coalesce(e.unpriced_rows, 0)
+FROM estimated e
+FULL JOIN billed b
+       ON b.usage_date = e.usage_date AND b.project_id IS NOT DISTINCT FROM e.project_id
+      AND b.family = e.family
 """
 
 RECONCILE_LINE_ITEMS_SQL = f"""
@@ -398,6 +582,7 @@ WITH estimated AS (
            sum(amount_usd) AS usd
     FROM {S}.costs_daily
     WHERE usage_date >= :first AND usage_date < :end
+      AND {S}.line_item_family(line_item, quantity_unit) = 'completions'
     GROUP BY 1, 2, 3, 4
 )
 SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
@@ -428,9 +613,21 @@ class Gap:
         return abs(self.difference_usd) / base if base else Decimal(0)
 
 
+G = TypeVar("G", bound=Gap)
+
+
+@dataclass(frozen=True)
+class FamilyGap(Gap):
+    #: Estimated cost rows of the family without a price (their cost is not in the estimate).
+    unpriced_rows: int = 0
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     projects: list[Gap]
+    #: Per day, project and line-item family (usage kind, or 'other').
+    families: list[FamilyGap]
+    #: Completions per day, project, model and token kind.
     line_items: list[Gap]
     tolerance: Decimal
 
@@ -438,30 +635,70 @@ class Reconciliation:
     def failing_projects(self) -> list[Gap]:
         return [gap for gap in self.projects if gap.relative() > self.tolerance]
 
-    def worst(self, gaps: list[Gap], n: int = 10) -> list[Gap]:
+    def family_totals(self) -> list[FamilyGap]:
+        """Each family over every day and project, in usage-kind order ('other' last)."""
+        totals: dict[str, FamilyGap] = {}
+        for g in self.families:
+            t = totals.get(g.what)
+            totals[g.what] = FamilyGap(
+                g.usage_date if t is None else min(t.usage_date, g.usage_date), None, g.what,
+                g.estimated_usd + (t.estimated_usd if t else 0),
+                g.billed_usd + (t.billed_usd if t else 0),
+                g.unpriced_rows + (t.unpriced_rows if t else 0),
+            )  # fmt: skip
+        order = {kind: i for i, kind in enumerate(USAGE_KINDS)}
+        return sorted(totals.values(), key=lambda g: (order.get(g.what, len(order)), g.what))
+
+    def worst(self, gaps: Sequence[G], n: int = 10) -> list[G]:
         return sorted(gaps, key=lambda g: abs(g.difference_usd), reverse=True)[:n]
 
 
 def reconcile(engine: Engine, first: dt.date, end: dt.date, tolerance: float) -> Reconciliation:
-    """Estimated vs billed per project, and per model and line-item kind."""
+    """Estimated vs billed per project (every usage kind against every line item), per
+    line-item family, and per completions model and token kind."""
     bounds = _bounds(first, end)
     with engine.connect() as conn:
         projects = [
-            Gap(d, p, "all models", Decimal(e), Decimal(b))
+            Gap(d, p, "all usage", Decimal(e), Decimal(b))
             for d, p, e, b in conn.execute(text(RECONCILE_PROJECTS_SQL), bounds)
+        ]
+        families = [
+            FamilyGap(d, p, family, Decimal(e), Decimal(b), int(u))
+            for d, p, family, e, b, u in conn.execute(text(RECONCILE_FAMILIES_SQL), bounds)
         ]
         line_items = [
             Gap(d, p, f"{model}, {kind}", Decimal(e), Decimal(b))
             for d, p, model, kind, e, b in conn.execute(text(RECONCILE_LINE_ITEMS_SQL), bounds)
         ]
-    return Reconciliation(projects, line_items, Decimal(str(tolerance)))
+    return Reconciliation(projects, families, line_items, Decimal(str(tolerance)))
 
 
-def gaps_markdown(gaps: list[Gap]) -> str:
+def families_markdown(gaps: Sequence[FamilyGap]) -> str:
+    """Per family totals: estimated, billed, difference, and unpriced estimate rows."""
+    if not gaps:
+        return "_nothing estimated or billed_"
+    return md_table(
+        ["family", "estimated", "billed", "difference", "relative", "unpriced rows"],
+        [
+            (
+                g.what,
+                money(g.estimated_usd),
+                money(g.billed_usd),
+                money(g.difference_usd),
+                f"{g.relative():.1%}",
+                g.unpriced_rows,
+            )
+            for g in gaps
+        ],
+        right=[1, 2, 3, 4, 5],
+    )
+
+
+def gaps_markdown(gaps: Sequence[Gap], what: str = "line items") -> str:
     if not gaps:
         return "_no gaps_"
     return md_table(
-        ["day", "project", "line items", "estimated", "billed", "difference", "relative"],
+        ["day", "project", what, "estimated", "billed", "difference", "relative"],
         [
             (
                 g.usage_date,
@@ -481,3 +718,120 @@ def gaps_markdown(gaps: list[Gap]) -> str:
 def money(value: Decimal) -> str:
     """USD for tables in metadata: cents are not enough for a single model's day."""
     return f"${value:,.4f}"
+
+
+# --------------------------------------------------------------------------- unit-cost checks
+
+
+@dataclass(frozen=True)
+class KindTotals:
+    """One usage kind's cost rows over some days."""
+
+    usage_kind: str
+    unit: str
+    rows: int
+    quantity: Decimal
+    cost_usd: Decimal
+    unpriced_rows: int
+    unpriced_quantity: Decimal
+
+
+def unit_cost_totals(engine: Engine, first: dt.date, end: dt.date) -> dict[str, KindTotals]:
+    """Per usage kind (every kind but completions, those with cost rows)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT usage_kind, min(unit), count(*), coalesce(sum(quantity), 0), "
+                "coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL), "
+                "coalesce(sum(quantity) FILTER (WHERE cost_usd IS NULL), 0) "
+                f"FROM {S}.usage_daily_costs WHERE usage_date >= :first AND usage_date < :end "
+                "GROUP BY usage_kind"
+            ),
+            _bounds(first, end),
+        ).all()
+    return {
+        kind: KindTotals(kind, unit, int(n), Decimal(q), Decimal(c), int(un), Decimal(uq))
+        for kind, unit, n, q, c, un, uq in rows
+    }
+
+
+def raw_unit_quantities(engine: Engine, first: dt.date, end: dt.date) -> dict[str, Decimal]:
+    """Each kind's usage straight from its table (or view), in its priced unit."""
+    bounds = _bounds(first, end)
+    quantities: dict[str, Decimal] = {}
+    with engine.connect() as conn:
+        for name, kind in UNIT_KINDS.items():
+            source = (
+                f"SELECT coalesce(sum(gib_days), 0) FROM {S}.v_vector_store_storage_daily "
+                "WHERE usage_date >= :first AND usage_date < :end"
+                if name == "vector_stores"
+                else f"SELECT coalesce(sum({kind.metric}), 0) FROM {S}.{kind.endpoint.table_name} "
+                "WHERE bucket_start >= :start AND bucket_start < :end_ts"
+            )
+            quantities[name] = Decimal(conn.execute(text(source), bounds).scalar_one()) / kind.per
+    return quantities
+
+
+#: Quantities in minutes (seconds / 60) are rounded by PostgreSQL's numeric division.
+QUANTITY_TOLERANCE = Decimal("1e-9")
+
+
+def unit_quantity_mismatches(
+    engine: Engine, first: dt.date, end: dt.date
+) -> list[tuple[str, Decimal, Decimal]]:
+    """(kind, costed quantity, usage quantity) of every kind whose cost rows lost or added
+    usage."""
+    costed = unit_cost_totals(engine, first, end)
+    mismatches = []
+    for kind, raw in raw_unit_quantities(engine, first, end).items():
+        got = costed[kind].quantity if kind in costed else Decimal(0)
+        if abs(got - raw) > QUANTITY_TOLERANCE * max(Decimal(1), abs(raw)):
+            mismatches.append((kind, got, raw))
+    return mismatches
+
+
+def unpriced_unit_usage(engine: Engine, first: dt.date, end: dt.date) -> list[tuple[Any, ...]]:
+    """(kind, reason, quantity, unit) of usage with no unit price, largest first."""
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT usage_kind, unpriced_reason, sum(quantity) AS quantity, min(unit) "
+                    f"FROM {S}.usage_daily_costs WHERE cost_usd IS NULL "
+                    "AND usage_date >= :first AND usage_date < :end "
+                    "GROUP BY 1, 2 ORDER BY 1, quantity DESC"
+                ),
+                _bounds(first, end),
+            )
+        ]
+
+
+def unit_negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    f"SELECT count(*) FROM {S}.usage_daily_costs "
+                    "WHERE usage_date >= :first AND usage_date < :end AND (quantity < 0 OR "
+                    "free_quantity < 0 OR free_quantity > quantity OR cost_usd < 0 OR "
+                    "num_model_requests < 0)"
+                ),
+                _bounds(first, end),
+            ).scalar_one()
+        )
+
+
+def summary_totals(engine: Engine, first: dt.date, end: dt.date) -> tuple[int, Decimal, int, int]:
+    """(projects, cost_usd of every kind, unpriced tokens, unpriced usage rows) of the
+    summary."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT count(*), coalesce(sum(cost_usd), 0), coalesce(sum(unpriced_tokens), 0), "
+                f"coalesce(sum(unpriced_usage_rows), 0) FROM {S}.project_daily_cost_summary "
+                "WHERE usage_date >= :first AND usage_date < :end"
+            ),
+            _bounds(first, end),
+        ).one()
+    return int(row[0]), Decimal(row[1]), int(row[2]), int(row[3])

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -462,6 +463,12 @@ class ProjectDailyCost(Base):
     service_tier: Mapped[str | None] = mapped_column(Text)
     model_ref: Mapped[str | None] = mapped_column(Text)
     price_id: Mapped[int | None] = mapped_column(Integer)
+    usage_kind: Mapped[str] = mapped_column(
+        Text,
+        server_default="completions",
+        comment="The usage endpoint priced: always completions here (token usage); the other "
+        "endpoints are in usage_daily_costs.",
+    )
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     output_tokens: Mapped[int] = mapped_column(BigInteger)
     num_model_requests: Mapped[int] = mapped_column(BigInteger)
@@ -512,6 +519,113 @@ class ProjectDailyCostSummary(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger)
     num_model_requests: Mapped[int] = mapped_column(BigInteger)
     models: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    unpriced_usage_rows: Mapped[int] = mapped_column(
+        Integer,
+        server_default="0",
+        comment="usage_daily_costs rows (non-token usage) with no price, not counted in cost_usd",
+    )
+    cost_by_kind: Mapped[dict[str, Any]] = mapped_column(
+        JSONB,
+        server_default=text("'{}'::jsonb"),
+        comment='Priced USD per usage kind, e.g. {"completions": 1.2, "images": 0.04}',
+    )
+
+
+#: The usage kinds: the usage endpoints' names (completions: `project_daily_costs`; the others:
+#: `usage_daily_costs`). Also the reconciliation's line-item families, with 'other'.
+USAGE_KINDS: tuple[str, ...] = tuple(endpoint.name for endpoint in USAGE_ENDPOINTS)
+UNIT_USAGE_KINDS: tuple[str, ...] = USAGE_KINDS[1:]
+OTHER_FAMILY = "other"
+
+
+class UnitPrice(Base):
+    """A unit price snapshot row: USD per unit of a non-token usage kind (or per token of
+    embeddings and moderations), for a model and dimension values, over a date range."""
+
+    __tablename__ = "unit_prices"
+    __table_args__ = (
+        Index("ix_unit_prices_lookup", "usage_kind", "model", "effective_from"),
+        {"comment": "Unit prices of every usage kind but completions, with effective dates."},
+    )
+
+    unit_price_id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    usage_kind: Mapped[str] = mapped_column(
+        Text, comment="The usage endpoint: embeddings, images, vector_stores, ..."
+    )
+    model: Mapped[str | None] = mapped_column(
+        Text,
+        comment="NULL: any model; 'x*': any model starting with x; else the model (a dated "
+        "snapshot -YYYY-MM-DD shares its model's price)",
+    )
+    match: Mapped[dict[str, str]] = mapped_column(
+        JSONB, comment='Dimension values the usage must have, e.g. {"size": "1024x1024"}'
+    )
+    unit: Mapped[str] = mapped_column(
+        Text, comment="tokens, characters, minutes, images, gib_days, sessions or calls"
+    )
+    usd_per_unit: Mapped[Decimal] = mapped_column(Numeric)
+    free_per_day: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="Units free per organization and day, shared by the projects pro rata"
+    )
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    effective_to: Mapped[dt.date | None] = mapped_column(Date, comment="Exclusive; NULL: open")
+    source: Mapped[str] = mapped_column(
+        Text, comment="'genai-prices <version>', 'bundled' (the package's list) or 'override'"
+    )
+    rule: Mapped[str | None] = mapped_column(Text, comment="How the row was derived ('free', ...)")
+    note: Mapped[str | None] = mapped_column(Text, comment="Where the price comes from (a URL)")
+    captured_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="Set when an explicit re-pricing replaced this row"
+    )
+
+
+class UsageDailyCost(Base):
+    """Estimated cost of the non-token usage kinds (and embeddings, moderations) per day,
+    project, kind, model and priced dimensions."""
+
+    __tablename__ = "usage_daily_costs"
+    __table_args__ = (
+        UniqueConstraint(
+            "usage_date",
+            "project_id",
+            "usage_kind",
+            "model",
+            "detail",
+            name="uq_usage_daily_costs_grain",
+            postgresql_nulls_not_distinct=True,
+        ),
+        {"comment": "Priced usage of every endpoint but completions per UTC day, project, kind."},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    usage_date: Mapped[dt.date] = mapped_column(Date)
+    project_id: Mapped[str | None] = mapped_column(Text)
+    usage_kind: Mapped[str] = mapped_column(Text, comment="The usage endpoint (see unit_prices)")
+    model: Mapped[str | None] = mapped_column(Text, comment="NULL: the endpoint has no model")
+    detail: Mapped[dict[str, str]] = mapped_column(
+        JSONB,
+        comment="The priced dimensions: images {size, source}, web_search_calls "
+        "{context_level}; {} for the others (NULL dimensions left out)",
+    )
+    quantity: Mapped[Decimal] = mapped_column(
+        Numeric, comment="Usage in `unit` (minutes: seconds / 60; gib_days: see the view)"
+    )
+    unit: Mapped[str] = mapped_column(Text)
+    num_model_requests: Mapped[int | None] = mapped_column(
+        BigInteger, comment="NULL: the endpoint does not report requests"
+    )
+    free_quantity: Mapped[Decimal] = mapped_column(
+        Numeric, comment="This row's share of the organization's free allowance, in `unit`"
+    )
+    unit_price_id: Mapped[int | None] = mapped_column(Integer, comment="The unit_prices row used")
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric, comment="NULL when unpriced")
+    unpriced_reason: Mapped[str | None] = mapped_column(Text)
     computed_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -10,9 +10,13 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, text
 
-from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
+from usage_assets.cost_assets import (
+    project_daily_cost_summary,
+    project_daily_costs,
+    usage_daily_costs,
+)
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
-from usage_assets.defs.usage.assets import completions_usage_hourly
+from usage_assets.defs.usage.assets import USAGE_ASSETS, completions_usage_hourly
 from usage_assets.settings import PROJECT_ROOT
 from usage_assets.simulator.server import SimulatedAdminAPI
 
@@ -42,11 +46,9 @@ def test_costs_for_a_simulated_day(
     checks = check_results(result)
     assert checks["tokens_match_usage"].passed
     assert checks["no_negative_values"].passed
-    # The simulated org uses an audio model (no audio rates in genai-prices) and o3-mini flex.
-    unpriced = checks["all_usage_priced"]
-    assert not unpriced.passed and unpriced.severity == dg.AssetCheckSeverity.WARN
-    table = str(unpriced.metadata["unpriced_models"].value)
-    assert "gpt-4o-audio-preview-2024-12-17" in table and "no audio input rate" in table
+    # The simulated org uses an audio model and o3-mini flex, which genai-prices lacks: the
+    # shipped prices (usage_assets/prices/model_prices.yaml) price them out of the box.
+    assert checks["all_usage_priced"].passed
 
     [costs] = day_reports(result, "project_daily_costs")
     with engine.connect() as conn:
@@ -75,6 +77,33 @@ def test_costs_for_a_simulated_day(
     # Per key, a key that touched unpriced usage has a NULL cost; the rest adds up exactly.
     assert per_key is not None and per_key <= total
     assert priced_keys is not None
+
+
+AUDIO_WITHOUT_AUDIO_RATES = """prices:
+  - model: gpt-4o-audio-preview
+    input_mtok: 2.5
+    output_mtok: 10
+"""
+
+
+def test_an_override_row_replaces_the_shipped_one(
+    engine: Engine, database_url: str, simulator: SimulatedAdminAPI, tmp_path: Path
+) -> None:
+    """The user's row for the audio model (text rates only) replaces the shipped row with its
+    audio rates: the audio tokens are then unpriced, with the reason, never priced at zero."""
+    overrides = tmp_path / "prices.yaml"
+    overrides.write_text(AUDIO_WITHOUT_AUDIO_RATES)
+    result = dg.materialize(
+        ASSETS,
+        partition_key=DAY,
+        resources=resources(simulator, database_url, overrides_file=str(overrides)),
+    )
+    assert result.success
+    unpriced = check_results(result)["all_usage_priced"]
+    assert not unpriced.passed and unpriced.severity == dg.AssetCheckSeverity.WARN
+    table = str(unpriced.metadata["unpriced_models"].value)
+    assert "gpt-4o-audio-preview-2024-12-17" in table and "no audio input rate" in table
+    assert "o3-mini" not in table  # the shipped flex row still applies
 
 
 def test_overrides_price_everything(
@@ -115,6 +144,28 @@ def test_cost_partitions_follow_upstream(database_url: str, simulator: Simulated
     assert summary in (set(), {DAY})
 
 
+def test_summary_follows_completions_costs_without_the_other_kinds(
+    database_url: str, simulator: SimulatedAdminAPI
+) -> None:
+    """usage_daily_costs (the other endpoints' costs) never materialized for the day: the
+    rollup still follows project_daily_costs."""
+    from usage_assets.cost_assets import usage_daily_costs
+
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [*ASSETS, usage_daily_costs]
+    defs = dg.Definitions(assets=assets, resources=resources(simulator, database_url))
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    dg.materialize(
+        [completions_usage_hourly, project_daily_costs],
+        partition_key=DAY,
+        instance=instance,
+        resources=resources(simulator, database_url),
+    )
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(dg.AssetKey("project_daily_cost_summary")) == {DAY}
+    assert second.get_requested_partitions(dg.AssetKey("usage_daily_costs")) == set()
+
+
 def test_raw_backfill_can_include_downstream(
     engine: Engine, database_url: str, simulator: SimulatedAdminAPI
 ) -> None:
@@ -151,13 +202,20 @@ def test_readme_example_queries_run_as_the_readonly_role(
 
 
 def test_estimated_vs_billed_reconciliation(
-    engine: Engine, database_url: str, simulator: SimulatedAdminAPI
+    engine: Engine, database_url: str, simulator: SimulatedAdminAPI, tmp_path: Path
 ) -> None:
     from usage_assets.checks import estimated_matches_billed
     from usage_assets.defs.billing.assets import costs_daily
 
     example = str(PROJECT_ROOT / "prices" / "overrides.example.yaml")
-    everything = [*ASSETS, costs_daily, estimated_matches_billed]
+    # Every kind of usage, so that the estimate covers the whole bill.
+    everything = [
+        *USAGE_ASSETS,
+        *ASSETS[1:],
+        usage_daily_costs,
+        costs_daily,
+        estimated_matches_billed,
+    ]
 
     def run(tolerance: float, overrides: str | None) -> dg.AssetCheckEvaluation:
         result = dg.materialize(
@@ -183,8 +241,12 @@ def test_estimated_vs_billed_reconciliation(
     assert "cached input" in str(strict.metadata["worst_line_items"].value) or "output" in str(
         strict.metadata["worst_line_items"].value
     )
+    # Out of the box (no override file), the shipped prices cover the demo: green.
+    assert run(0.01, None).passed
     # Without the audio rates, the audio model's project is estimated too low.
-    unpriced = run(0.01, None)
+    without_audio = tmp_path / "prices.yaml"
+    without_audio.write_text(AUDIO_WITHOUT_AUDIO_RATES)
+    unpriced = run(0.01, str(without_audio))
     assert not unpriced.passed
     assert "gpt-4o-audio-preview" in str(unpriced.metadata["worst_line_items"].value)
 

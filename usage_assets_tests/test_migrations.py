@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -211,6 +210,20 @@ JOIN {SCHEMA}.model_prices p USING (price_id)
 """
 
 
+#: The rollup as the 0003 code wrote it (completions only).
+OLD_SUMMARY = f"""
+INSERT INTO {SCHEMA}.project_daily_cost_summary (
+    usage_date, project_id, cost_usd, unpriced_tokens, input_tokens, output_tokens,
+    num_model_requests, models)
+SELECT usage_date, project_id, coalesce(sum(cost_usd), 0),
+       coalesce(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NULL), 0)::bigint,
+       sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(num_model_requests)::bigint,
+       count(DISTINCT model)
+FROM {SCHEMA}.project_daily_costs
+GROUP BY usage_date, project_id
+"""
+
+
 def _usage_at_0003(engine: Engine, day: str, project: str, **metrics: int | None) -> None:
     columns = ", ".join(metrics)
     values = ", ".join(f":{name}" for name in metrics)
@@ -250,7 +263,6 @@ def test_cost_rows_of_the_old_rule_are_recomputed_by_one_command(
     """Cost rows stored under 0003 double-count 12-hour cache writes; after the upgrade,
     `usage-db recompute-costs` re-prices them (a range first, then everything)."""
     from usage_assets.cli import db_main
-    from usage_assets.cost_attribution import summarize_costs
     from usage_assets.pricing import load_overrides, sync_price_snapshot
 
     prices = tmp_path / "prices.yaml"
@@ -270,7 +282,7 @@ def test_cost_rows_of_the_old_rule_are_recomputed_by_one_command(
     with engine.begin() as conn:  # priced as the 0003 code did, with 0003's SQL functions
         sync_price_snapshot(conn, load_overrides(prices))
         conn.execute(text(OLD_RULE_COSTS))
-    summarize_costs(engine, dt.date(2025, 11, 19), dt.date(2025, 11, 21))
+        conn.execute(text(OLD_SUMMARY))
 
     M = Decimal(1_000_000)
     # Old rule: proj_a's 3,000 written at $1.25 and its 1,000 12-hour ones again at $2;
@@ -346,7 +358,7 @@ def test_0004_downgrade_restores_the_0003_rules(fresh_url: str) -> None:
     migrate(fresh_url, "0003")
     engine = engine_for(fresh_url)
     before = _definitions(engine)
-    migrate(fresh_url)
+    migrate(fresh_url, "0004")  # later revisions add functions of their own
     upgraded = _definitions(engine)
     assert upgraded.keys() == before.keys()
     assert upgraded["v_usage_token_kinds"] != before["v_usage_token_kinds"]
@@ -360,7 +372,7 @@ def test_0004_downgrade_restores_the_0003_rules(fresh_url: str) -> None:
     assert _definitions(engine) == before
     columns = {c["name"] for c in inspect(engine).get_columns("project_daily_costs", SCHEMA)}
     assert "input_cache_write_30m_tokens" not in columns
-    migrate(fresh_url)
+    migrate(fresh_url, "0004")
     assert _definitions(engine) == upgraded
 
 

@@ -11,7 +11,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from usage_assets.checks import FRESHNESS_CHECKS, yesterday_status
-from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
+from usage_assets.cost_assets import (
+    project_daily_cost_summary,
+    project_daily_costs,
+    usage_daily_costs,
+)
 from usage_assets.defs.automation import days_to_refresh, usage_daily_job, usage_daily_schedule
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.policies import MAX_DAYS_PER_RUN, permanent_errors_fail_fast
@@ -25,6 +29,7 @@ from .conftest import day_reports
 PARTITIONED = [
     *USAGE_ASSETS,
     project_daily_costs,
+    usage_daily_costs,
     project_daily_cost_summary,
     costs_daily,
 ]
@@ -166,6 +171,7 @@ def test_every_asset_has_a_freshness_policy() -> None:
 
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
+        assert graph.get(key).is_materializable, key  # every dependency is in the location
         assert graph.get(key).freshness_policy is not None, key
 
 

@@ -138,9 +138,24 @@ def test_audio_row_needs_audio_rates_then_uses_them(engine: Engine, tmp_path: Pa
                  input_audio_tokens=3_000, input_cached_audio_tokens=500,
                  output_text_tokens=500, output_audio_tokens=2_000)  # fmt: skip
     load(engine, [row])
-    cost, reason, _, input_tokens, output_tokens, _ = costs(engine)["audio"]
-    assert cost is None and reason == "no audio input rate"  # genai-prices has no audio rates
+    # genai-prices has no audio rates; a row of the user's file without them replaces the
+    # shipped row (usage_assets/prices/model_prices.yaml), which has them.
+    text_only = write_yaml(tmp_path, """
+prices:
+  - model: gpt-4o-audio-preview
+    input_mtok: 2.5
+    output_mtok: 10
+""")  # fmt: skip
+    cost, reason, _, input_tokens, output_tokens, _ = costs(engine, text_only)["audio"]
+    assert cost is None and reason == "no audio input rate"
     assert (input_tokens, output_tokens) == (4_500, 2_500)  # tokens kept, never zeroed
+    # Out of the box, the shipped row prices it (no cached-audio rate: cached audio as audio).
+    cost, reason, *_ = costs(engine)["audio"]
+    assert reason is None
+    assert cost == (
+        1_000 * Decimal("2.5") + 3_500 * Decimal("40") + 500 * Decimal("10")
+        + 2_000 * Decimal("80")
+    ) / M  # fmt: skip
 
     overrides = write_yaml(tmp_path, """
 prices:

@@ -6,7 +6,11 @@ import datetime as dt
 import dagster as dg
 
 from usage_assets import settings
-from usage_assets.cost_assets import project_daily_cost_summary, project_daily_costs
+from usage_assets.cost_assets import (
+    project_daily_cost_summary,
+    project_daily_costs,
+    usage_daily_costs,
+)
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.names.assets import openai_api_keys, openai_projects, openai_users
 from usage_assets.defs.usage.assets import USAGE_ASSETS
@@ -16,6 +20,7 @@ usage_daily_job = dg.define_asset_job(
     selection=[
         *USAGE_ASSETS,
         project_daily_costs,
+        usage_daily_costs,
         project_daily_cost_summary,
         costs_daily,
     ],
