@@ -12,8 +12,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, text
 
-from usage_assets.models import SCHEMA, VERSION_TABLE, Base
 from usage_assets.warehouse.database import engine_for, resolve_url
+from usage_assets.warehouse.models import SCHEMA, VERSION_TABLE, Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -32,13 +32,13 @@ from sqlalchemy.orm import Session
 from usage_assets.admin_api.rows import split_by_day
 from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.admin_api.usage import COMPLETIONS_USAGE_PATH, iter_usage_buckets
-from usage_assets.cost_attribution import PricingInputs, price_usage
 from usage_assets.defs.policies import MAX_DAYS_PER_RUN
 from usage_assets.defs.usage.ingest import usage_query_for_days
-from usage_assets.models import USAGE_COPY_COLUMNS, CompletionsUsageHourly
+from usage_assets.pricing.attribution import PricingInputs, price_usage
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse import embedded as embedded_db
 from usage_assets.warehouse.database import engine_for, migrate
+from usage_assets.warehouse.models import USAGE_COPY_COLUMNS, CompletionsUsageHourly
 
 COPY_SQL = (
     f"COPY {CompletionsUsageHourly.__table__.fullname} ({', '.join(USAGE_COPY_COLUMNS)}) FROM STDIN"

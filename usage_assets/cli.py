@@ -93,7 +93,7 @@ def db_main(argv: list[str] | None = None) -> int:
 
 
 def _recompute_costs(first: dt.date, last: dt.date | None) -> None:
-    from usage_assets.cost_attribution import PricingInputs, money, recompute_costs
+    from usage_assets.pricing.attribution import PricingInputs, money, recompute_costs
     from usage_assets.warehouse.database import engine_for, prepare_schema
 
     url = resolve_url()

@@ -11,9 +11,14 @@ from usage_assets import settings
 #: bad one at once), rather than the schedule tick or the run that would read it later.
 SETTINGS = settings.load()
 
-from usage_assets.checks import CHECKS, yesterday_landed_sensor  # noqa: E402
-from usage_assets.cost_assets import COST_ASSETS, follow_usage_sensor  # noqa: E402
-from usage_assets.defs.automation import JOBS, SCHEDULES  # noqa: E402
+from usage_assets.defs.attribution.assets import COST_ASSETS, follow_usage_sensor  # noqa: E402
+from usage_assets.defs.attribution.checks import CHECKS  # noqa: E402
+from usage_assets.defs.automation import (  # noqa: E402
+    FRESHNESS_CHECKS,
+    FRESHNESS_SENSORS,
+    JOBS,
+    SCHEDULES,
+)
 from usage_assets.defs.billing.assets import BILLING_ASSETS  # noqa: E402
 from usage_assets.defs.names.assets import NAMES_ASSETS  # noqa: E402
 from usage_assets.defs.resources import (  # noqa: E402
@@ -25,8 +30,8 @@ from usage_assets.defs.usage.assets import USAGE_ASSETS  # noqa: E402
 
 defs = dg.Definitions(
     assets=[*USAGE_ASSETS, *COST_ASSETS, *BILLING_ASSETS, *NAMES_ASSETS],
-    asset_checks=CHECKS,
-    sensors=[follow_usage_sensor, yesterday_landed_sensor],
+    asset_checks=[*CHECKS, *FRESHNESS_CHECKS],
+    sensors=[follow_usage_sensor, *FRESHNESS_SENSORS],
     schedules=SCHEDULES,
     jobs=JOBS,
     resources={

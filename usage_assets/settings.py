@@ -169,7 +169,7 @@ def price_overrides_path() -> Path | None:
 
 def _checked_price_overrides() -> str | None:
     """USAGE_PRICE_OVERRIDES, with the file read and every price in it validated."""
-    from usage_assets.pricing import load_overrides  # it imports this module's errors
+    from usage_assets.pricing.prices import load_overrides  # it imports this module's errors
 
     try:
         load_overrides(price_overrides_path())

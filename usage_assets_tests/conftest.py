@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from usage_assets.models import SCHEMA, Base
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse import embedded as embedded_db
 from usage_assets.warehouse.database import engine_for, migrate, normalize_url
+from usage_assets.warehouse.models import SCHEMA, Base
 
 from . import processes
 

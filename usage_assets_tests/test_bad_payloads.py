@@ -20,15 +20,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from usage_assets.admin_api.rows import DaySummary, normalize_result
-from usage_assets.cost_attribution import Gap, gaps_markdown
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.names.assets import openai_projects
 from usage_assets.defs.names.ingest import project_rows, user_rows
 from usage_assets.defs.resources import PricingResource, UsageDatabase
 from usage_assets.errors import PayloadError
-from usage_assets.models import DIMENSIONS, OPTIONAL_METRICS, REQUIRED_METRICS, Project
+from usage_assets.pricing.attribution import Gap, gaps_markdown
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
+from usage_assets.warehouse.models import DIMENSIONS, OPTIONAL_METRICS, REQUIRED_METRICS, Project
 from usage_assets.warehouse.replace import replace_table
 from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 from usage_assets_tests.test_ingest import DAY, admin_for, table_rows

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import text
 
 from usage_assets import settings
-from usage_assets.models import Base
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse import embedded as embedded_db
 from usage_assets.warehouse.database import engine_for
+from usage_assets.warehouse.models import Base
 
 from .conftest import create_database, drop_database, free_port, libpq
 

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, text
 
-from usage_assets.cost_assets import (
+from usage_assets.defs.attribution.assets import (
     project_daily_cost_summary,
     project_daily_costs,
     usage_daily_costs,
@@ -47,7 +47,7 @@ def test_costs_for_a_simulated_day(
     assert checks["tokens_match_usage"].passed
     assert checks["no_negative_values"].passed
     # The simulated org uses an audio model and o3-mini flex, which genai-prices lacks: the
-    # shipped prices (usage_assets/prices/model_prices.yaml) price them out of the box.
+    # shipped prices (usage_assets/pricing/model_prices.yaml) price them out of the box.
     assert checks["all_usage_priced"].passed
 
     [costs] = day_reports(result, "project_daily_costs")
@@ -149,7 +149,7 @@ def test_summary_follows_completions_costs_without_the_other_kinds(
 ) -> None:
     """usage_daily_costs (the other endpoints' costs) never materialized for the day: the
     rollup still follows project_daily_costs."""
-    from usage_assets.cost_assets import usage_daily_costs
+    from usage_assets.defs.attribution.assets import usage_daily_costs
 
     instance = dg.DagsterInstance.ephemeral()
     assets = [*ASSETS, usage_daily_costs]
@@ -204,7 +204,7 @@ def test_readme_example_queries_run_as_the_readonly_role(
 def test_estimated_vs_billed_reconciliation(
     engine: Engine, database_url: str, simulator: SimulatedAdminAPI, tmp_path: Path
 ) -> None:
-    from usage_assets.checks import estimated_matches_billed
+    from usage_assets.defs.attribution.checks import estimated_matches_billed
     from usage_assets.defs.billing.assets import costs_daily
 
     example = str(PROJECT_ROOT / "prices" / "overrides.example.yaml")

@@ -19,9 +19,9 @@ from sqlalchemy import Engine, text
 
 from usage_assets.admin_api.costs import COSTS_PATH, CostsQuery, iter_costs
 from usage_assets.admin_api.transport import AdminAPIClient, RetrySettings
-from usage_assets.cost_attribution import reconcile
 from usage_assets.defs.billing.ingest import COSTS_GROUPINGS, fetch_cost_days
 from usage_assets.errors import AdminAPIError, PayloadError
+from usage_assets.pricing.attribution import reconcile
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets_tests.test_billing import (

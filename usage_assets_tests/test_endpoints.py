@@ -23,7 +23,7 @@ from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.defs.usage.assets import USAGE_ASSETS, day_metadata, usage_asset
 from usage_assets.defs.usage.ingest import ingest_days
 from usage_assets.errors import PayloadError, QueryValidationError
-from usage_assets.models import USAGE_COPY_COLUMNS, USAGE_TABLES, CompletionsUsageHourly
+from usage_assets.warehouse.models import USAGE_COPY_COLUMNS, USAGE_TABLES, CompletionsUsageHourly
 from usage_assets.warehouse.usage_days import LoadInfo
 
 BASE = "https://api.example.test/v1"

@@ -14,7 +14,6 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from usage_assets.errors import SchemaNotReadyError
-from usage_assets.models import METRICS, SCHEMA, USAGE_COPY_COLUMNS, VERSION_TABLE, Base
 from usage_assets.warehouse.database import (
     alembic_config,
     engine_for,
@@ -23,6 +22,7 @@ from usage_assets.warehouse.database import (
     migrate,
     prepare_schema,
 )
+from usage_assets.warehouse.models import METRICS, SCHEMA, USAGE_COPY_COLUMNS, VERSION_TABLE, Base
 
 from .conftest import create_database, drop_database, libpq
 
@@ -263,7 +263,7 @@ def test_cost_rows_of_the_old_rule_are_recomputed_by_one_command(
     """Cost rows stored under 0003 double-count 12-hour cache writes; after the upgrade,
     `usage-db recompute-costs` re-prices them (a range first, then everything)."""
     from usage_assets.cli import db_main
-    from usage_assets.pricing import load_overrides, sync_price_snapshot
+    from usage_assets.pricing.prices import load_overrides, sync_price_snapshot
 
     prices = tmp_path / "prices.yaml"
     prices.write_text(RECOMPUTE_PRICES)

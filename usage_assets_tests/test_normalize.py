@@ -23,15 +23,15 @@ from usage_assets.admin_api.usage import (
     iter_usage_buckets,
 )
 from usage_assets.errors import PayloadError
-from usage_assets.models import (
+from usage_assets.simulator.organization import LEGACY_METRICS, SyntheticOrganization
+from usage_assets.simulator.server import SimulatedAdminAPI
+from usage_assets.warehouse.models import (
     DIMENSIONS,
     METRICS,
     OPTIONAL_METRICS,
     REQUIRED_METRICS,
     USAGE_COPY_COLUMNS,
 )
-from usage_assets.simulator.organization import LEGACY_METRICS, SyntheticOrganization
-from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 
 HOUR = 3600

@@ -10,13 +10,18 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine, text
 
-from usage_assets.checks import FRESHNESS_CHECKS, yesterday_status
-from usage_assets.cost_assets import (
+from usage_assets.defs.attribution.assets import (
     project_daily_cost_summary,
     project_daily_costs,
     usage_daily_costs,
 )
-from usage_assets.defs.automation import days_to_refresh, usage_daily_job, usage_daily_schedule
+from usage_assets.defs.automation import (
+    FRESHNESS_CHECKS,
+    days_to_refresh,
+    usage_daily_job,
+    usage_daily_schedule,
+    yesterday_status,
+)
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.policies import MAX_DAYS_PER_RUN, permanent_errors_fail_fast
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase

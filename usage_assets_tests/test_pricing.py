@@ -12,9 +12,9 @@ from sqlalchemy import Engine, text
 
 from usage_assets.admin_api.rows import DaySummary
 from usage_assets.admin_api.usage import UsageBucket
-from usage_assets.cost_attribution import PricingInputs, price_usage, summarize_costs
 from usage_assets.errors import ConfigurationError
-from usage_assets.pricing import genai_price_rows, load_overrides, resolve_model
+from usage_assets.pricing.attribution import PricingInputs, price_usage, summarize_costs
+from usage_assets.pricing.prices import genai_price_rows, load_overrides, resolve_model
 from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 
 DAY = dt.date(2025, 11, 20)
@@ -139,7 +139,7 @@ def test_audio_row_needs_audio_rates_then_uses_them(engine: Engine, tmp_path: Pa
                  output_text_tokens=500, output_audio_tokens=2_000)  # fmt: skip
     load(engine, [row])
     # genai-prices has no audio rates; a row of the user's file without them replaces the
-    # shipped row (usage_assets/prices/model_prices.yaml), which has them.
+    # shipped row (usage_assets/pricing/model_prices.yaml), which has them.
     text_only = write_yaml(tmp_path, """
 prices:
   - model: gpt-4o-audio-preview

@@ -15,8 +15,13 @@ from sqlalchemy import Engine, text
 from usage_assets.admin_api.rows import normalize_result
 from usage_assets.admin_api.usage import UsageBucket
 from usage_assets.errors import PayloadError
-from usage_assets.models import DIMENSIONS, OPTIONAL_METRICS, REQUIRED_METRICS, USAGE_COPY_COLUMNS
-from usage_assets.pricing import RATE_FIELDS
+from usage_assets.pricing.prices import RATE_FIELDS
+from usage_assets.warehouse.models import (
+    DIMENSIONS,
+    OPTIONAL_METRICS,
+    REQUIRED_METRICS,
+    USAGE_COPY_COLUMNS,
+)
 
 BUCKET = UsageBucket(1_763_596_800, 1_763_600_400, [])
 counts = st.integers(min_value=0, max_value=10**15)

@@ -30,9 +30,9 @@ from usage_assets.admin_api.usage import (
     iter_usage,
 )
 from usage_assets.errors import AdminAPIError, PayloadError
-from usage_assets.models import DIMENSIONS, METRICS, OPTIONAL_METRICS, REQUIRED_METRICS
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
+from usage_assets.warehouse.models import DIMENSIONS, METRICS, OPTIONAL_METRICS, REQUIRED_METRICS
 
 HOUR = 3600
 DAY_SECONDS = 86400

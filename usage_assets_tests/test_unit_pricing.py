@@ -17,7 +17,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from usage_assets.admin_api.endpoints import ENDPOINTS_BY_NAME
-from usage_assets.cost_attribution import (
+from usage_assets.errors import ConfigurationError
+from usage_assets.pricing.attribution import (
     PricingInputs,
     price_unit_usage,
     price_usage,
@@ -26,8 +27,7 @@ from usage_assets.cost_attribution import (
     summarize_costs,
     unit_quantity_mismatches,
 )
-from usage_assets.errors import ConfigurationError
-from usage_assets.pricing import (
+from usage_assets.pricing.prices import (
     UNIT_KINDS,
     bundled_unit_price_rows,
     genai_unit_price_rows,
@@ -547,10 +547,10 @@ def test_the_package_ships_the_bundled_list() -> None:
 
     from usage_assets.settings import PROJECT_ROOT
 
-    assert importlib.resources.files("usage_assets").joinpath("prices/unit_prices.yaml").is_file()
+    assert importlib.resources.files("usage_assets").joinpath("pricing/unit_prices.yaml").is_file()
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     data = pyproject["tool"]["setuptools"]["package-data"]["usage_assets"]
-    assert "prices/*.yaml" in data  # a non-editable install (wheel) has it too
+    assert "pricing/*.yaml" in data  # a non-editable install (wheel) has it too
 
 
 @pytest.mark.parametrize(
@@ -845,7 +845,7 @@ def test_reconciliation_per_project_and_family(engine: Engine) -> None:
 
 
 def test_estimated_matches_billed_reports_per_family(engine: Engine) -> None:
-    from usage_assets.checks import reconciliation_result
+    from usage_assets.defs.attribution.checks import reconciliation_result
 
     reconciliation_day(engine)
     evaluation = reconciliation_result(engine, DAY, NEXT, 0.02)
@@ -861,7 +861,7 @@ def test_estimated_matches_billed_reports_per_family(engine: Engine) -> None:
 
 
 def test_unit_costs_asset_runs_its_checks(engine: Engine, database_url: str) -> None:
-    from usage_assets.cost_assets import usage_daily_costs
+    from usage_assets.defs.attribution.assets import usage_daily_costs
     from usage_assets.defs.resources import PricingResource, UsageDatabase
 
     usage(

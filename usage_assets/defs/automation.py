@@ -1,12 +1,15 @@
-"""The daily run: the day that just closed plus a trailing window, because the Usage API keeps
-filling in recent hours after the fact. Names are refreshed daily too."""
+"""Automation: the daily run (the day that just closed plus a trailing window, because the Usage
+API keeps filling in recent hours after the fact), the names' daily refresh, and the hourly
+`yesterday_landed` checks with their sensor."""
 
 import datetime as dt
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
 from usage_assets import settings
-from usage_assets.cost_assets import (
+from usage_assets.defs.attribution.assets import (
     project_daily_cost_summary,
     project_daily_costs,
     usage_daily_costs,
@@ -82,3 +85,75 @@ names_daily_schedule = dg.ScheduleDefinition(
 
 SCHEDULES = [usage_daily_schedule, names_daily_schedule]
 JOBS = [usage_daily_job, names_daily_job]
+
+
+# --------------------------------------------------------------------------- freshness
+
+
+def yesterday_status(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, now: dt.datetime, deadline_hour: int
+) -> tuple[bool, dict[str, Any]]:
+    """Has yesterday's partition of `asset_key` landed, or is it not due yet?
+
+    Dagster's FreshnessPolicy looks at the latest materialization of any partition, so a
+    backfill of old days would hide a missing yesterday; this looks at yesterday itself.
+    """
+    now = now.astimezone(dt.UTC)
+    yesterday = now.date() - dt.timedelta(days=1)
+    deadline = dt.datetime.combine(now.date(), dt.time(deadline_hour), dt.UTC)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[yesterday.isoformat()]),
+        limit=1,
+    ).records
+    metadata: dict[str, Any] = {
+        "partition": dg.MetadataValue.text(yesterday.isoformat()),
+        "deadline": dg.MetadataValue.text(deadline.isoformat()),
+    }
+    if records:
+        landed = dt.datetime.fromtimestamp(records[0].timestamp, dt.UTC)
+        metadata["landed_at"] = dg.MetadataValue.text(landed.isoformat())
+        return True, metadata
+    metadata["state"] = dg.MetadataValue.text("missing" if now >= deadline else "not due yet")
+    return now < deadline, metadata
+
+
+def _freshness_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name="yesterday_landed",
+        description=(
+            "Yesterday's partition has been materialized by USAGE_FRESHNESS_DEADLINE_HOUR "
+            "(default 06:00 UTC). Evaluated hourly by the yesterday_landed_sensor."
+        ),
+    )
+    def yesterday_landed(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        passed, metadata = yesterday_status(
+            context.instance,
+            asset.key,
+            dt.datetime.now(dt.UTC),
+            settings.freshness_deadline_hour(),
+        )
+        return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+    return yesterday_landed
+
+
+FRESHNESS_CHECKS = [
+    *(_freshness_check(asset) for asset in USAGE_ASSETS),
+    _freshness_check(project_daily_costs),
+]
+
+
+@dg.sensor(
+    name="yesterday_landed_sensor",
+    target=dg.AssetSelection.checks(*FRESHNESS_CHECKS),
+    minimum_interval_seconds=3600,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates the yesterday_landed checks every hour.",
+)
+def yesterday_landed_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
+    now = dt.datetime.now(dt.UTC)
+    yield dg.RunRequest(run_key=f"yesterday-landed-{now:%Y-%m-%dT%H}")
+
+
+FRESHNESS_SENSORS = [yesterday_landed_sensor]

@@ -18,7 +18,7 @@ from usage_assets.errors import (
     QueryValidationError,
     SchemaNotReadyError,
 )
-from usage_assets.models import SCHEMA, Base
+from usage_assets.warehouse.models import SCHEMA, Base
 from usage_assets.warehouse.table_schema import column_schema
 
 #: Days per backfill run: a year is 12 runs, each fetching 168 hourly buckets per request.

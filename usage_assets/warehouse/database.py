@@ -24,8 +24,8 @@ from usage_assets.errors import (
     PayloadError,
     SchemaNotReadyError,
 )
-from usage_assets.models import SCHEMA, VERSION_TABLE
 from usage_assets.warehouse import embedded as embedded_db
+from usage_assets.warehouse.models import SCHEMA, VERSION_TABLE
 
 ALEMBIC_INI = settings.PROJECT_ROOT / "alembic.ini"
 #: Seconds a connection attempt may take (libpq `connect_timeout`; a URL's own wins): an

@@ -19,12 +19,13 @@ from usage_assets.errors import PayloadError
 from usage_assets.warehouse.database import refused_values_fail_as_payload
 
 
-def lock_partition(conn: Connection, table: Table, partition: str = "") -> None:
+def lock_partition(conn: Connection, table: Table | str, partition: str = "") -> None:
     """Hold the transaction-scoped advisory lock of `table`'s `partition` ("" for all of it):
-    the two keys are PostgreSQL's own hashes of the table's full name and of the partition."""
+    the two keys are PostgreSQL's own hashes of the table's full name and of the partition.
+    Every writer of the app takes its locks here, so the keys cannot collide by accident."""
     conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:table), hashtext(:partition))"),
-        {"table": table.fullname, "partition": partition},
+        {"table": table if isinstance(table, str) else table.fullname, "partition": partition},
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from usage_assets.admin_api.endpoints import UsageEndpoint
 from usage_assets.admin_api.rows import DayRevision, DaySummary, DayTotals, UsageRow
-from usage_assets.models import USAGE_TABLES, UsageDayRevision, UsageLoad
+from usage_assets.warehouse.models import USAGE_TABLES, UsageDayRevision, UsageLoad
 from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 

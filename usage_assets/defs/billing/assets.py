@@ -20,7 +20,7 @@ from usage_assets.defs.policies import (
     window_days,
 )
 from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
-from usage_assets.models import CostDaily
+from usage_assets.warehouse.models import CostDaily
 
 
 @admin_api_asset(

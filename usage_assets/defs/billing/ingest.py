@@ -21,7 +21,7 @@ from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.defs.usage.ingest import epoch_seconds
 from usage_assets.errors import AdminAPIError, PayloadError
 from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, CostDaily, Project
+from usage_assets.warehouse.models import SCHEMA, CostDaily, Project
 from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"

@@ -17,7 +17,7 @@ from usage_assets.defs.policies import (
     permanent_errors_fail_fast,
 )
 from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
-from usage_assets.models import ApiKey, Project, User
+from usage_assets.warehouse.models import ApiKey, Project, User
 from usage_assets.warehouse.replace import replace_table
 
 

@@ -14,7 +14,7 @@ import dagster as dg
 
 from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.errors import PayloadError
-from usage_assets.models import SCHEMA, ApiKey, Project, User
+from usage_assets.warehouse.models import SCHEMA, ApiKey, Project, User
 
 PROJECTS_TABLE = f"{SCHEMA}.{Project.__tablename__}"
 USERS_TABLE = f"{SCHEMA}.{User.__tablename__}"

@@ -10,7 +10,20 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from usage_assets.admin_api.endpoints import COMPLETIONS, USAGE_ENDPOINTS
-from usage_assets.cost_attribution import (
+from usage_assets.defs import policies
+from usage_assets.defs.partitions import daily_utc_partitions
+from usage_assets.defs.policies import (
+    DAILY_FRESHNESS,
+    OWNER,
+    RANGE_BACKFILL,
+    permanent_errors_fail_fast,
+    report_days,
+    window_days,
+)
+from usage_assets.defs.resources import PricingResource, UsageDatabase
+from usage_assets.defs.usage.assets import completions_usage_hourly
+from usage_assets.markdown import md_table
+from usage_assets.pricing.attribution import (
     CostTotals,
     KindTotals,
     PricingInputs,
@@ -30,20 +43,7 @@ from usage_assets.cost_attribution import (
     unpriced_unit_usage,
     unpriced_usage,
 )
-from usage_assets.defs import policies
-from usage_assets.defs.partitions import daily_utc_partitions
-from usage_assets.defs.policies import (
-    DAILY_FRESHNESS,
-    OWNER,
-    RANGE_BACKFILL,
-    permanent_errors_fail_fast,
-    report_days,
-    window_days,
-)
-from usage_assets.defs.resources import PricingResource, UsageDatabase
-from usage_assets.defs.usage.assets import completions_usage_hourly
-from usage_assets.markdown import md_table
-from usage_assets.models import (
+from usage_assets.warehouse.models import (
     SCHEMA,
     Base,
     ProjectDailyCost,

@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, text
 
 from usage_assets.markdown import md_table
-from usage_assets.models import SCHEMA, TOKEN_KINDS, USAGE_KINDS
-from usage_assets.pricing import (
+from usage_assets.pricing.prices import (
     OVERRIDE_SOURCE,
     UNIT_KINDS,
     PriceRow,
@@ -34,6 +33,8 @@ from usage_assets.pricing import (
     sync_price_snapshot,
     sync_unit_price_snapshot,
 )
+from usage_assets.warehouse.models import SCHEMA, TOKEN_KINDS, USAGE_KINDS
+from usage_assets.warehouse.replace import lock_partition
 
 S = SCHEMA
 KIND_SUMS = ",\n".join(f"sum({kind})::bigint AS {kind}" for kind in TOKEN_KINDS)
@@ -120,7 +121,6 @@ FROM k
 GROUP BY usage_date, project_id
 """
 
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(:name), :day)"
 PRICING_WORK_MEM = "256MB"
 
 
@@ -146,7 +146,7 @@ def _bounds(first: dt.date, end: dt.date) -> dict[str, Any]:
 
 def _lock_days(conn: Connection, table: str, first: dt.date, end: dt.date) -> None:
     for day in days_between(first, end):
-        conn.execute(text(_LOCK_SQL), {"name": table, "day": day.toordinal()})
+        lock_partition(conn, f"{S}.{table}", day.isoformat())
 
 
 def price_usage(engine: Engine, first: dt.date, end: dt.date, inputs: PricingInputs) -> SyncReport:

@@ -24,7 +24,8 @@ from sqlalchemy import Connection, insert, select, text, update
 
 from usage_assets.admin_api.endpoints import ENDPOINTS_BY_NAME, UsageEndpoint
 from usage_assets.errors import ConfigurationError
-from usage_assets.models import UNIT_USAGE_KINDS, ModelAlias, ModelPrice, UnitPrice
+from usage_assets.warehouse.models import UNIT_USAGE_KINDS, ModelAlias, ModelPrice, UnitPrice
+from usage_assets.warehouse.replace import lock_partition
 
 RATE_FIELDS: tuple[str, ...] = (
     "input_mtok",
@@ -292,11 +293,11 @@ def _entries(path: Path, document: Any, key: str) -> list[tuple[str, Mapping[str
 
 
 #: Token prices shipped where genai-prices has none; they join the override rows.
-BUNDLED_MODEL_PRICES = "prices/model_prices.yaml"
+BUNDLED_MODEL_PRICES = "pricing/model_prices.yaml"
 
 
 def bundled_model_price_rows() -> list[PriceRow]:
-    """The package's token prices for what genai-prices lacks (usage_assets/prices/
+    """The package's token prices for what genai-prices lacks (usage_assets/pricing/
     model_prices.yaml): override rows that the user's file can replace."""
     resource = importlib.resources.files("usage_assets").joinpath(BUNDLED_MODEL_PRICES)
     document = yaml.safe_load(resource.read_text())
@@ -365,14 +366,11 @@ class SyncReport:
     stale: list[str] = field(default_factory=list)
 
 
-_SYNC_LOCK = 0x7072696365735F31  # "prices_1"
-
-
 def sync_price_snapshot(
     conn: Connection, rows: Sequence[PriceRow], *, reprice: bool = False
 ) -> SyncReport:
     """Bring `model_prices` in line with `rows` (see the module docstring for the rules)."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
+    lock_partition(conn, ModelPrice.__table__)  # type: ignore[arg-type]
     report = SyncReport()
     table = ModelPrice.__table__
     stored_rows = conn.execute(select(table).where(table.c.superseded_at.is_(None))).mappings()
@@ -491,7 +489,7 @@ for _kind in UNIT_KINDS.values():
     assert _kind.metric in (*_kind.endpoint.metric_names, "gib_days"), _kind.name
 
 BUNDLED_SOURCE = "bundled"
-BUNDLED_UNIT_PRICES = "prices/unit_prices.yaml"
+BUNDLED_UNIT_PRICES = "pricing/unit_prices.yaml"
 FREE_RULE = "free"
 RATE_KEYS = {"usd_per_unit": Decimal(1), "usd_per_1k": Decimal(1000), "usd_per_1m": Decimal(10**6)}
 ALLOWED_UNIT_KEYS = {
@@ -598,7 +596,7 @@ def _unit_rows(entries: Sequence[tuple[str, Mapping[str, Any]]], source: str) ->
 
 
 def bundled_unit_price_rows() -> list[UnitPriceRow]:
-    """The package's list prices (usage_assets/prices/unit_prices.yaml); every row names its
+    """The package's list prices (usage_assets/pricing/unit_prices.yaml); every row names its
     source in `note`."""
     resource = importlib.resources.files("usage_assets").joinpath(BUNDLED_UNIT_PRICES)
     document = yaml.safe_load(resource.read_text())
@@ -644,9 +642,6 @@ def genai_unit_price_rows() -> list[UnitPriceRow]:
     return rows
 
 
-_UNIT_SYNC_LOCK = 0x7072696365735F32  # "prices_2"
-
-
 def _source_class(source: str) -> str:
     return source if source in (OVERRIDE_SOURCE, BUNDLED_SOURCE) else "genai-prices"
 
@@ -657,7 +652,7 @@ def sync_unit_price_snapshot(
     """Bring `unit_prices` in line with `rows`, by the rules of `sync_price_snapshot`: override
     rows follow the file (removed ones retire); genai-prices and bundled rows are added, and a
     changed one replaces the stored one only when re-pricing."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UNIT_SYNC_LOCK})
+    lock_partition(conn, UnitPrice.__table__)  # type: ignore[arg-type]
     report = SyncReport()
     table = UnitPrice.__table__
     stored_rows = conn.execute(select(table).where(table.c.superseded_at.is_(None))).mappings()

@@ -1,0 +1,2 @@
+"""Attribution: estimated cost per project from usage and prices, and its reconciliation with
+the bill."""
