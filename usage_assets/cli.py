@@ -194,7 +194,7 @@ def backfill_main(argv: list[str] | None = None) -> int:
         parser.error(f"--days-per-run must be between 1 and {MAX_DAYS_PER_RUN}")
     from usage_assets.definitions import defs
 
-    job = defs.resolve_job_def("usage_daily_job")
+    job = defs().resolve_job_def("usage_daily_job")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     chunks = []
     start = args.first

@@ -23,6 +23,7 @@ from usage_assets.errors import ConfigurationError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_START_DATE = "2024-01-01"
+DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 DEFAULT_EMBEDDED_PORT = 54329
 
 #: The repository root (the package is installed editable, or copied with its repo).
@@ -222,7 +223,7 @@ def schedule_cron() -> str:
     """USAGE_SCHEDULE_CRON: when the daily run starts, in UTC (default 02:00)."""
     from dagster._utils.schedules import is_valid_cron_string  # what Dagster's schedules use
 
-    value = _env("USAGE_SCHEDULE_CRON") or "0 2 * * *"
+    value = _env("USAGE_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON
     if not is_valid_cron_string(value):
         raise ConfigurationError(
             f"USAGE_SCHEDULE_CRON={value!r} is not a cron schedule Dagster accepts; expected "

@@ -33,7 +33,6 @@ from usage_assets.warehouse.usage_days import LoadInfo
 from .conftest import day_reports
 from .test_billing import cost_rows
 from .test_billing import materialize as materialize_costs
-from .test_definitions import load_definitions
 from .test_ingest import (
     DAY,
     DAY_START,
@@ -148,12 +147,11 @@ def test_an_incomplete_day_is_not_left_to_the_step_retry_policy(
     monkeypatch: pytest.MonkeyPatch, engine: Engine, database_url: str
 ) -> None:
     """With step retries on, a short answer still fails once: Failure(allow_retries=False)."""
-    monkeypatch.setenv("USAGE_STEP_RETRIES", "1")
-    load_definitions(monkeypatch)  # a fresh import: policies read USAGE_STEP_RETRIES then
+    monkeypatch.setenv("USAGE_STEP_RETRIES", "1")  # read when the step runs
+    monkeypatch.setattr("usage_assets.defs.policies.STEP_RETRY_DELAY_SECONDS", 0.0)
     assets = importlib.import_module("usage_assets.defs.usage.assets")
     resources = importlib.import_module("usage_assets.defs.resources")
     asset = assets.completions_usage_hourly
-    assert asset.op.retry_policy is not None and asset.op.retry_policy.max_retries == 1
 
     with SimulatedAdminAPI() as sim:
         sim.faults.add("drop_buckets", starts=hour_starts(*range(12, 24)), times=REASKS + 1)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import dagster as dg
 import pytest
@@ -14,22 +12,44 @@ import pytest
 from usage_assets import settings
 from usage_assets.errors import ConfigurationError
 
-#: Everything else is imported afresh: modules read the environment when imported.
-KEEP = {"usage_assets", "usage_assets.errors", "usage_assets.settings"}
+
+def load_definitions(monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
+    """Load the code location as Dagster does: the `@dg.definitions` function reads the
+    settings now (no module reads them at import, so nothing needs importing afresh)."""
+    del monkeypatch  # the environment the caller set up is what the load reads
+    from usage_assets.definitions import defs
+
+    return defs()
 
 
-def load_definitions(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Import the code location afresh, as a new process would; the old modules come back
-    after the test (monkeypatch restores sys.modules entries)."""
-    for name in [n for n in sys.modules if n.startswith("usage_assets.") and n not in KEEP]:
-        if not name.startswith("usage_assets_tests"):
-            monkeypatch.delitem(sys.modules, name)
-    return importlib.import_module("usage_assets.definitions")
+def test_importing_the_code_location_reads_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad variable fails the load, not the import: importing every module of the package
+    with a broken environment succeeds, and the load then names the variable."""
+    monkeypatch.setenv("USAGE_START_DATE", "not-a-date")
+    monkeypatch.setenv("USAGE_SCHEDULE_CRON", "every day")
+    monkeypatch.setenv("USAGE_STEP_RETRIES", "many")
+    code = (
+        "import pkgutil, importlib, usage_assets\n"
+        "for m in pkgutil.walk_packages(usage_assets.__path__, 'usage_assets.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "from usage_assets.definitions import defs\n"
+        "try:\n"
+        "    defs()\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ConfigurationError" in result.stdout
+    for name in ("USAGE_START_DATE", "USAGE_SCHEDULE_CRON", "USAGE_STEP_RETRIES"):
+        assert name in result.stdout, result.stdout
 
 
 def test_definitions_load_with_daily_utc_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USAGE_START_DATE", "2025-03-01")
-    defs: dg.Definitions = load_definitions(monkeypatch).defs
+    defs: dg.Definitions = load_definitions(monkeypatch)
     defs.validate_loadable(defs)
     asset = defs.resolve_assets_def("completions_usage_hourly")
     partitions = asset.partitions_def
@@ -47,7 +67,7 @@ def test_secrets_are_bound_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
     key = "sk-admin-NEVERSHOWN0123456789"
     monkeypatch.setenv("OPENAI_ADMIN_KEY", key)
     monkeypatch.setenv("USAGE_DATABASE_URL", "postgresql://u:hunter2secret@db.example:5432/usage")
-    defs: dg.Definitions = load_definitions(monkeypatch).defs
+    defs: dg.Definitions = load_definitions(monkeypatch)
     resources = defs.resources
     assert resources is not None
     admin = resources["openai_admin"]

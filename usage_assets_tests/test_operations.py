@@ -174,7 +174,7 @@ def test_yesterday_check_runs_as_a_dagster_check(
 def test_every_asset_has_a_freshness_policy() -> None:
     from usage_assets.definitions import defs
 
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         assert graph.get(key).is_materializable, key  # every dependency is in the location
         assert graph.get(key).freshness_policy is not None, key
@@ -229,8 +229,41 @@ def test_thirty_day_range_is_one_run_of_few_requests_with_true_per_day_metadata(
 # --------------------------------------------------------------------------- step retries
 
 
+def test_a_transient_failure_the_client_gave_up_on_reruns_the_step(
+    monkeypatch: pytest.MonkeyPatch, engine: Engine, database_url: str, simulator: SimulatedAdminAPI
+) -> None:
+    """USAGE_STEP_RETRIES, read when the step runs: an outage longer than the client's own
+    retries (here: 3 answers of 503 to a client allowed 3 attempts) re-runs the step, which
+    then lands the day."""
+    monkeypatch.setenv("USAGE_STEP_RETRIES", "1")
+    monkeypatch.setattr("usage_assets.defs.policies.STEP_RETRY_DELAY_SECONDS", 0.0)
+    simulator.faults.add("status", status=503, times=3)
+    admin = OpenAIAdminResource(
+        base_url=simulator.base_url, admin_key="sk-admin-x", max_attempts=3, max_backoff_seconds=0
+    )
+    result = dg.materialize(
+        [completions_usage_hourly],
+        partition_key="2025-11-20",
+        resources={"openai_admin": admin, "usage_db": UsageDatabase(url=database_url)},
+        raise_on_error=False,
+    )
+    events = [event.event_type_value for event in result.all_events]
+    assert result.success, events
+    assert events.count("STEP_UP_FOR_RETRY") == 1
+    assert simulator.usage_requests() == 4  # 3 refused, then the re-run's one page
+    # With none allowed, the same outage fails the step.
+    monkeypatch.setenv("USAGE_STEP_RETRIES", "0")
+    simulator.faults.add("status", status=503, times=3)
+    again = dg.materialize(
+        [completions_usage_hourly],
+        partition_key="2025-11-20",
+        resources={"openai_admin": admin, "usage_db": UsageDatabase(url=database_url)},
+        raise_on_error=False,
+    )
+    assert not again.success
+
+
 def test_only_transient_errors_are_left_to_the_step_retry_policy() -> None:
-    assert completions_usage_hourly.op.retry_policy is not None
     for permanent in (
         AdminAPIError("401", status=401),
         AdminAPIError("404", status=404),

@@ -214,9 +214,10 @@ def test_run_queue_pool_retention_and_monitoring_are_read_back(production: Produ
 def production_job(sim: SimulatedAdminAPI, usage_url: str) -> dg.JobDefinition:
     """The code location's `usage_daily_job`, with its resources pointed at the simulator and
     the usage database (schema already migrated, USAGE_AUTO_MIGRATE=false as in production)."""
-    from usage_assets.definitions import defs
+    from usage_assets.definitions import defs as load
     from usage_assets.defs.automation import usage_daily_job, usage_daily_schedule
 
+    defs = load()
     assert defs.resolve_job_def("usage_daily_job").name == usage_daily_schedule.job_name
     wired = dg.Definitions(
         assets=list(defs.assets or []),
@@ -490,7 +491,7 @@ def test_the_images_files_load_the_code_location(tmp_path: Path) -> None:
         f"from {code_location_module()} import defs\n"
         "print(json.dumps({'package': usage_assets.__file__, 'root': str(s.PROJECT_ROOT),\n"
         "    'alembic_ini': d.ALEMBIC_INI.is_file(), 'head': d.head_revision(),\n"
-        "    'job': defs.resolve_job_def('usage_daily_job').name}))\n"
+        "    'job': defs().resolve_job_def('usage_daily_job').name}))\n"
     )
     environment = {
         key: value

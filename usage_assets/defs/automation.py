@@ -38,14 +38,6 @@ names_daily_job = dg.define_asset_job(
 )
 
 
-def _status() -> dg.DefaultScheduleStatus:
-    return (
-        dg.DefaultScheduleStatus.RUNNING
-        if settings.schedule_running()
-        else dg.DefaultScheduleStatus.STOPPED
-    )
-
-
 def days_to_refresh(tick: dt.datetime, lookback_days: int) -> tuple[dt.date, dt.date]:
     """(first, last) UTC day a tick refreshes: the day that closed before `tick`, and the
     `lookback_days` before it, never before the first partition."""
@@ -54,36 +46,48 @@ def days_to_refresh(tick: dt.datetime, lookback_days: int) -> tuple[dt.date, dt.
     return first, closed
 
 
-@dg.schedule(
-    job=usage_daily_job,
-    cron_schedule=settings.schedule_cron(),
-    execution_timezone="UTC",
-    default_status=_status(),
-    description=(
-        "Every day (USAGE_SCHEDULE_CRON, default 02:00 UTC): the day that just closed and the "
-        "USAGE_LOOKBACK_DAYS (default 3) before it, in one run."
-    ),
-)
-def usage_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    first, last = days_to_refresh(context.scheduled_execution_time, settings.lookback_days())
-    return dg.RunRequest(
-        run_key=f"usage-{last.isoformat()}",
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
+def build_schedules(cron: str, running: bool) -> list[dg.ScheduleDefinition]:
+    """The daily schedules at `cron` (USAGE_SCHEDULE_CRON), running or stopped by default
+    (USAGE_SCHEDULE_DEFAULT_STATUS): made when the code location loads, from its settings."""
+    status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+
+    @dg.schedule(
+        job=usage_daily_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=status,
+        description=(
+            "Every day (USAGE_SCHEDULE_CRON, default 02:00 UTC): the day that just closed and "
+            "the USAGE_LOOKBACK_DAYS (default 3) before it, in one run."
+        ),
     )
+    def usage_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        first, last = days_to_refresh(context.scheduled_execution_time, settings.lookback_days())
+        return dg.RunRequest(
+            run_key=f"usage-{last.isoformat()}",
+            tags={
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+        )
+
+    names_daily_schedule = dg.ScheduleDefinition(
+        name="names_daily_job_schedule",
+        job=names_daily_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=status,
+        description="Refreshes project, user and API key names with the daily run.",
+    )
+    return [usage_daily_schedule, names_daily_schedule]
 
 
-names_daily_schedule = dg.ScheduleDefinition(
-    job=names_daily_job,
-    cron_schedule=settings.schedule_cron(),
-    execution_timezone="UTC",
-    default_status=_status(),
-    description="Refreshes project, user and API key names with the daily run.",
+#: The schedules with the default settings, for tests and tools that evaluate a tick; the code
+#: location builds its own from its settings (`build_schedules`).
+usage_daily_schedule, names_daily_schedule = build_schedules(
+    settings.DEFAULT_SCHEDULE_CRON, running=True
 )
 
-SCHEDULES = [usage_daily_schedule, names_daily_schedule]
 JOBS = [usage_daily_job, names_daily_job]
 
 

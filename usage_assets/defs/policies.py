@@ -1,6 +1,7 @@
 """How the assets run: backfills in ranges, step retries for transient trouble only, freshness."""
 
 import datetime as dt
+import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,14 +45,18 @@ def asset(**options: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]
     return apply
 
 
-#: A second line of defence behind the client's own retries (an outage of several minutes):
-#: only for errors worth retrying; see `permanent_errors_fail_fast`.
-API_STEP_RETRY = dg.RetryPolicy(
-    max_retries=settings.step_retries(),
-    delay=60,
-    backoff=dg.Backoff.EXPONENTIAL,
-    jitter=dg.Jitter.PLUS_MINUS,
-)
+#: Seconds before the first step re-run; each further one waits twice as long (±50%).
+STEP_RETRY_DELAY_SECONDS = 60.0
+
+
+def step_retry(context: dg.AssetExecutionContext, error: Exception) -> dg.RetryRequested:
+    """A second line of defence behind the client's own retries (an outage of several
+    minutes): re-run the step up to USAGE_STEP_RETRIES times, read when the step runs (not when
+    the code location was imported), after 60 s, then 120 s, ... with ±50% jitter."""
+    delay = STEP_RETRY_DELAY_SECONDS * 2**context.retry_number * random.uniform(0.5, 1.5)
+    context.log.warning(f"{type(error).__name__}: {error}; the step will be re-run")
+    return dg.RetryRequested(max_retries=settings.step_retries(), seconds_to_wait=delay)
+
 
 #: Daily assets should have materialized some partition within a day and a bit.
 DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
@@ -72,22 +77,32 @@ PERMANENT_ERRORS = (
 
 
 @contextmanager
-def permanent_errors_fail_fast() -> Iterator[None]:
-    """Turn errors that a retry cannot fix into a Failure that skips the step RetryPolicy.
+def permanent_errors_fail_fast(context: dg.AssetExecutionContext | None = None) -> Iterator[None]:
+    """Turn errors that a retry cannot fix into a Failure that is never retried.
 
     Bad configuration, a drifting payload and 4xx answers (other than 429) fail at once with
-    their message; transient trouble the client gave up on is re-raised for a step retry.
+    their message. Anything else (transient trouble the client gave up on, a lost database
+    connection) is re-raised, or, given the step's `context` (the assets that call the Admin
+    API), turned into a step re-run (`step_retry`).
     """
     try:
         yield
     except PERMANENT_ERRORS as exc:
         raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+    except (dg.Failure, dg.RetryRequested):
+        raise
     except AdminAPIError as exc:
         if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
             raise dg.Failure(
                 description=f"{type(exc).__name__}: {exc}", allow_retries=False
             ) from exc
-        raise
+        if context is None:
+            raise
+        raise step_retry(context, exc) from exc
+    except Exception as exc:
+        if context is None:
+            raise
+        raise step_retry(context, exc) from exc
 
 
 def window_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
@@ -121,7 +136,6 @@ def admin_api_asset(
     table = table if isinstance(table, FromClause) else table.__table__
     assert isinstance(table, FromClause)
     return asset(
-        retry_policy=API_STEP_RETRY,
         group_name="openai_usage",
         kinds={"openai", "postgres"},
         owners=[OWNER],

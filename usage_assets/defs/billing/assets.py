@@ -48,14 +48,14 @@ def costs_daily(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     first_day, end_day = window_days(context)
     single_day = end_day - first_day == dt.timedelta(days=1)
-    with permanent_errors_fail_fast():
+    with permanent_errors_fail_fast(context):
         engine = usage_db.engine()  # schema checked before anything is fetched
         with openai_admin.connect(context.log) as api:
             days = fetch_cost_days(api.client, first_day, end_day)
             source = api.metadata(include_request_count=single_day)
     names = project_names(engine)
     reports = []
-    with permanent_errors_fail_fast():
+    with permanent_errors_fail_fast(context):
         for day in days:
             replace_cost_day(engine, day)
             reports.append((day.day, source | costs_metadata([day], names)))

@@ -37,7 +37,7 @@ def openai_projects(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    with permanent_errors_fail_fast():
+    with permanent_errors_fail_fast(context):
         engine = usage_db.engine()
         with openai_admin.connect(context.log) as api:
             rows = fetch_projects(api.client)
@@ -65,7 +65,7 @@ def openai_users(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    with permanent_errors_fail_fast():
+    with permanent_errors_fail_fast(context):
         engine = usage_db.engine()
         with openai_admin.connect(context.log) as api:
             rows = fetch_users(api.client)
@@ -93,7 +93,7 @@ def openai_api_keys(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    with permanent_errors_fail_fast():
+    with permanent_errors_fail_fast(context):
         engine = usage_db.engine()
         with openai_admin.connect(context.log) as api:
             # The project list is fetched again, not read from `projects`: keys of every

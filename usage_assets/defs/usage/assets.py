@@ -242,7 +242,7 @@ def _materialize(
     single_day = end_day - first_day == dt.timedelta(days=1)
     reports: list[tuple[dt.date, dict[str, Any]]] = []
     days: list[DaySummary] = []
-    with permanent_errors_fail_fast():
+    with permanent_errors_fail_fast(context):
         tolerance = settings.revision_tolerance()
         engine = usage_db.engine()  # schema checked before anything is fetched
         with openai_admin.connect(context.log) as api:
