@@ -50,7 +50,9 @@ def db_main(argv: list[str] | None = None) -> int:
             "Recompute project_daily_costs and project_daily_cost_summary for every UTC day "
             "that has usage (or cost rows) in the range, from the stored usage and the stored "
             "price snapshot, with USAGE_PRICE_OVERRIDES. Run it once after upgrading to "
-            "migration 0004 (cache writes were counted twice before)."
+            "migration 0004 (cache writes were counted twice before). Every organization in "
+            "the database is recomputed (re-pricing reads stored usage only), unless "
+            "--organization names one."
         ),
     )
     recompute.add_argument(
@@ -60,6 +62,11 @@ def db_main(argv: list[str] | None = None) -> int:
     recompute.add_argument(
         "--to", dest="last", type=dt.date.fromisoformat, default=None,
         help="last UTC day, inclusive, YYYY-MM-DD (default: the last day with usage)",
+    )  # fmt: skip
+    recompute.add_argument(
+        "--organization", default=None,
+        help="recompute this organization's cost rows only (default: every organization with "
+        "usage or cost rows; the others' rows are never touched when one is named)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "recompute-costs" and args.last is not None and args.last < args.first:
@@ -85,14 +92,14 @@ def db_main(argv: list[str] | None = None) -> int:
             migrate(url)
             print(f"openai_usage schema is at the latest revision on {safe_url(url)}")
         elif args.command == "recompute-costs":
-            _recompute_costs(args.first, args.last)
+            _recompute_costs(args.first, args.last, args.organization)
     except UsageAssetsError as exc:
         print(f"usage-db: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def _recompute_costs(first: dt.date, last: dt.date | None) -> None:
+def _recompute_costs(first: dt.date, last: dt.date | None, organization: str | None) -> None:
     from usage_assets.pricing.attribution import PricingInputs, money, recompute_costs
     from usage_assets.warehouse.database import engine_for, prepare_schema
 
@@ -101,14 +108,15 @@ def _recompute_costs(first: dt.date, last: dt.date | None) -> None:
     prepare_schema(engine, auto_migrate=settings.auto_migrate())
     overrides = settings.price_overrides_path()
     end = dt.date.max if last is None else last + dt.timedelta(days=1)
-    done = recompute_costs(engine, first, end, PricingInputs(overrides))
+    done = recompute_costs(engine, first, end, PricingInputs(overrides), organization=organization)
     if not done.days:
-        print(f"no usage or cost rows to recompute on {safe_url(url)}")
+        scope = f" of organization {organization}" if organization else ""
+        print(f"no usage or cost rows{scope} to recompute on {safe_url(url)}")
         return
     print(
-        f"recomputed {len(done.days)} days ({done.days[0]} .. {done.days[-1]}) on "
-        f"{safe_url(url)}: estimated cost {money(done.cost_before_usd)} -> "
-        f"{money(done.cost_after_usd)}"
+        f"recomputed {len(done.days)} days ({done.days[0]} .. {done.days[-1]}) of "
+        f"{', '.join(done.organizations)} on {safe_url(url)}: estimated cost "
+        f"{money(done.cost_before_usd)} -> {money(done.cost_after_usd)}"
     )
 
 

@@ -951,7 +951,7 @@ def test_migration_0008_up_and_down(fresh_url: str, server_version: tuple[int, i
                     "models) VALUES ('2025-11-20', 'p', 1.5, 0, 1, 0, 1, 1)"
                 )
             )
-        migrate(fresh_url)
+        migrate(fresh_url, "0008")  # (0010 adds organization to the views)
         with engine.connect() as conn:
             assert (
                 conn.execute(text(f"SELECT usage_kind FROM {S}.project_daily_costs")).scalar_one()

@@ -4,13 +4,20 @@ Everything is set-based SQL over `v_usage_token_kinds` (token kinds, with the fa
 rows) and `estimate_cost_usd()` (the pricing rules), both defined once by migration 0004 (the
 cache-write retentions; 0002 before it). Python only resolves model names and keeps the price
 snapshot current.
+
+Several organizations share one database (each its own code location and admin key, migration
+0009): every computation here is of one `organization`. It reads that organization's usage only,
+replaces that organization's cost rows of a day only (under the day's advisory lock of that
+organization, `lock_partition(conn, table, "<organization>/<day>")`), and writes the
+organization on every cost row. The prices (`model_prices`, `model_aliases`, `unit_prices`) are
+shared by every organization.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,11 +52,11 @@ CACHE_WRITE_TOTAL = "input_cache_write_tokens"
 
 PRICE_USAGE_SQL = f"""
 INSERT INTO {S}.project_daily_costs (
-    usage_date, project_id, model, batch, service_tier, model_ref, price_id,
+    organization, usage_date, project_id, model, batch, service_tier, model_ref, price_id,
     input_tokens, output_tokens, num_model_requests, {KIND_COLUMNS}, {CACHE_WRITE_TOTAL},
     breakdown_fallback, cost_usd, unpriced_reason)
 WITH a AS (
-    SELECT usage_date, project_id, model, batch, service_tier,
+    SELECT organization, usage_date, project_id, model, batch, service_tier,
            sum(input_tokens)::bigint AS input_tokens,
            sum(output_tokens)::bigint AS output_tokens,
            sum(num_model_requests)::bigint AS num_model_requests,
@@ -57,10 +64,10 @@ WITH a AS (
            sum({CACHE_WRITE_TOTAL})::bigint AS {CACHE_WRITE_TOTAL},
            bool_or(breakdown_fallback) AS breakdown_fallback
     FROM {S}.v_usage_token_kinds
-    WHERE bucket_start >= :start AND bucket_start < :end
-    GROUP BY usage_date, project_id, model, batch, service_tier
+    WHERE organization = :organization AND bucket_start >= :start AND bucket_start < :end
+    GROUP BY organization, usage_date, project_id, model, batch, service_tier
 )
-SELECT a.usage_date, a.project_id, a.model, a.batch, a.service_tier, al.model_ref,
+SELECT a.organization, a.usage_date, a.project_id, a.model, a.batch, a.service_tier, al.model_ref,
        (mp.price).price_id, a.input_tokens, a.output_tokens, a.num_model_requests,
        {KIND_ARGS}, a.{CACHE_WRITE_TOTAL},
        a.breakdown_fallback,
@@ -93,10 +100,10 @@ CROSS JOIN LATERAL (SELECT {S}.estimate_cost_usd(mp.price, {KIND_ARGS}) AS cost_
 #: the others (usage_daily_costs). Tokens, requests and models are completions'.
 SUMMARY_SQL = f"""
 INSERT INTO {S}.project_daily_cost_summary (
-    usage_date, project_id, cost_usd, unpriced_tokens, input_tokens, output_tokens,
+    organization, usage_date, project_id, cost_usd, unpriced_tokens, input_tokens, output_tokens,
     num_model_requests, models, unpriced_usage_rows, cost_by_kind)
 WITH k AS (
-    SELECT usage_date, project_id, usage_kind,
+    SELECT organization, usage_date, project_id, usage_kind,
            coalesce(sum(cost_usd), 0) AS cost_usd,
            coalesce(sum(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NULL), 0)
                AS unpriced_tokens,
@@ -104,24 +111,26 @@ WITH k AS (
            sum(num_model_requests) AS num_model_requests, count(DISTINCT model) AS models,
            0 AS unpriced_usage_rows
     FROM {S}.project_daily_costs
-    WHERE usage_date >= :first AND usage_date < :end
-    GROUP BY 1, 2, 3
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3, 4
     UNION ALL
-    SELECT usage_date, project_id, usage_kind, coalesce(sum(cost_usd), 0), 0, 0, 0, 0, 0,
-           count(*) FILTER (WHERE cost_usd IS NULL)
+    SELECT organization, usage_date, project_id, usage_kind, coalesce(sum(cost_usd), 0),
+           0, 0, 0, 0, 0, count(*) FILTER (WHERE cost_usd IS NULL)
     FROM {S}.usage_daily_costs
-    WHERE usage_date >= :first AND usage_date < :end
-    GROUP BY 1, 2, 3
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3, 4
 )
-SELECT usage_date, project_id, sum(cost_usd), sum(unpriced_tokens)::bigint,
+SELECT organization, usage_date, project_id, sum(cost_usd), sum(unpriced_tokens)::bigint,
        sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(num_model_requests)::bigint,
        sum(models)::integer, sum(unpriced_usage_rows)::integer,
        jsonb_object_agg(usage_kind, cost_usd)
 FROM k
-GROUP BY usage_date, project_id
+GROUP BY organization, usage_date, project_id
 """
 
 PRICING_WORK_MEM = "256MB"
+#: The organization of rows written before there were several (the columns' default, 0009).
+DEFAULT_ORGANIZATION = "default"
 
 
 @dataclass
@@ -135,8 +144,9 @@ def days_between(first: dt.date, end: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((end - first).days)]
 
 
-def _bounds(first: dt.date, end: dt.date) -> dict[str, Any]:
+def _bounds(first: dt.date, end: dt.date, organization: str | None) -> dict[str, Any]:
     return {
+        "organization": organization,
         "first": first,
         "end": end,
         "start": dt.datetime.combine(first, dt.time(), dt.UTC),
@@ -144,17 +154,28 @@ def _bounds(first: dt.date, end: dt.date) -> dict[str, Any]:
     }
 
 
-def _lock_days(conn: Connection, table: str, first: dt.date, end: dt.date) -> None:
+def _lock_days(
+    conn: Connection, table: str, first: dt.date, end: dt.date, organization: str
+) -> None:
+    """The advisory lock of each day of `organization`'s rows of a cost table: two runs of the
+    same organization and day queue; two organizations never wait for each other."""
     for day in days_between(first, end):
-        lock_partition(conn, f"{S}.{table}", day.isoformat())
+        lock_partition(conn, f"{S}.{table}", f"{organization}/{day.isoformat()}")
 
 
-def price_usage(engine: Engine, first: dt.date, end: dt.date, inputs: PricingInputs) -> SyncReport:
-    """Recompute `project_daily_costs` for [first, end) in one transaction."""
+def price_usage(
+    engine: Engine,
+    first: dt.date,
+    end: dt.date,
+    inputs: PricingInputs,
+    *,
+    organization: str = DEFAULT_ORGANIZATION,
+) -> SyncReport:
+    """Recompute `organization`'s `project_daily_costs` for [first, end) in one transaction."""
     overrides, _ = load_price_file(inputs.override_file)  # a bad file fails before any write
     with engine.begin() as conn:
         return _price_days(conn, first, end, [*genai_price_rows(), *overrides], overrides,
-                           reprice=inputs.reprice)  # fmt: skip
+                           reprice=inputs.reprice, organization=organization)  # fmt: skip
 
 
 def _price_days(
@@ -165,27 +186,33 @@ def _price_days(
     overrides: list[PriceRow],
     *,
     reprice: bool,
+    organization: str,
 ) -> SyncReport:
-    bounds = _bounds(first, end)
+    bounds = _bounds(first, end, organization)
     report = sync_price_snapshot(conn, prices, reprice=reprice)
     models = conn.execute(
         text(
             f"SELECT DISTINCT model FROM {S}.completions_usage_hourly "
-            "WHERE bucket_start >= :start AND bucket_start < :end_ts AND model IS NOT NULL"
+            "WHERE organization = :organization AND bucket_start >= :start "
+            "AND bucket_start < :end_ts AND model IS NOT NULL"
         ),
         bounds,
     ).scalars()
     sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
-    _lock_days(conn, "project_daily_costs", first, end)
+    _lock_days(conn, "project_daily_costs", first, end, organization)
     # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
     conn.execute(
         text(
-            f"DELETE FROM {S}.project_daily_costs WHERE usage_date >= :first AND usage_date < :end"
+            f"DELETE FROM {S}.project_daily_costs WHERE organization = :organization "
+            "AND usage_date >= :first AND usage_date < :end"
         ),
         bounds,
     )
-    conn.execute(text(PRICE_USAGE_SQL), {"start": bounds["start"], "end": bounds["end_ts"]})
+    conn.execute(
+        text(PRICE_USAGE_SQL),
+        {"organization": organization, "start": bounds["start"], "end": bounds["end_ts"]},
+    )
     return report
 
 
@@ -193,13 +220,14 @@ def _price_days(
 
 
 def _unit_source_sql(kind: UnitKind) -> str:
-    """A kind's usage per day, project, model and priced dimensions, in the usage's own unit."""
+    """One organization's usage of a kind per day, project, model and priced dimensions, in
+    the usage's own unit."""
     if kind.name == "vector_stores":  # a gauge: GiB-days come from the view
         return (
-            "SELECT usage_date, project_id, NULL::text AS model, '{}'::jsonb AS detail, "
-            "gib_days AS quantity, NULL::bigint AS num_model_requests "
+            "SELECT organization, usage_date, project_id, NULL::text AS model, "
+            "'{}'::jsonb AS detail, gib_days AS quantity, NULL::bigint AS num_model_requests "
             f"FROM {S}.v_vector_store_storage_daily "
-            "WHERE usage_date >= :first AND usage_date < :end"
+            "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end"
         )
     endpoint = kind.endpoint
     model = "model" if kind.has_model else "NULL::text"
@@ -211,23 +239,25 @@ def _unit_source_sql(kind: UnitKind) -> str:
         else "NULL::bigint"
     )
     return (
-        "SELECT (bucket_start AT TIME ZONE 'UTC')::date AS usage_date, project_id, "
-        f"{model} AS model, {detail} AS detail, sum({kind.metric})::numeric AS quantity, "
-        f"{requests} AS num_model_requests "
+        "SELECT organization, (bucket_start AT TIME ZONE 'UTC')::date AS usage_date, "
+        f"project_id, {model} AS model, {detail} AS detail, "
+        f"sum({kind.metric})::numeric AS quantity, {requests} AS num_model_requests "
         f"FROM {S}.{endpoint.table_name} "
-        "WHERE bucket_start >= :start AND bucket_start < :end_ts GROUP BY 1, 2, 3, 4"
+        "WHERE organization = :organization AND bucket_start >= :start "
+        "AND bucket_start < :end_ts GROUP BY 1, 2, 3, 4, 5"
     )
 
 
 def unit_cost_sql(kind: UnitKind) -> str:
     """Price one kind's usage for a range of days in one statement: the price row from
     `unit_price_for()`, the cost from `unit_cost_usd()` (migration 0008, the rules' one place);
-    the free allowance's organization total is the day's sum over rows of the same price."""
+    the free allowance's organization total is the organization's day's sum over rows of the
+    same price (each organization has its own allowance)."""
     quantity = "quantity" if kind.per == 1 else f"quantity / {kind.per}"
     return f"""
 INSERT INTO {S}.usage_daily_costs (
-    usage_date, project_id, usage_kind, model, detail, quantity, unit, num_model_requests,
-    free_quantity, unit_price_id, cost_usd, unpriced_reason)
+    organization, usage_date, project_id, usage_kind, model, detail, quantity, unit,
+    num_model_requests, free_quantity, unit_price_id, cost_usd, unpriced_reason)
 WITH a AS ({_unit_source_sql(kind)}),
 priced AS MATERIALIZED (
     SELECT a.*, {S}.unit_price_for('{kind.name}', a.model, al.model_ref, a.detail, a.usage_date)
@@ -235,11 +265,13 @@ priced AS MATERIALIZED (
     FROM a LEFT JOIN {S}.model_aliases al ON al.model = a.model
 ), o AS (
     SELECT priced.*,
-           sum(quantity) OVER (PARTITION BY usage_date, (price).unit_price_id) AS org_quantity
+           sum(quantity) OVER (PARTITION BY organization, usage_date, (price).unit_price_id)
+               AS org_quantity
     FROM priced
 )
-SELECT usage_date, project_id, '{kind.name}', model, detail, {quantity}, '{kind.unit}',
-       num_model_requests, {S}.unit_free_quantity(price, quantity, org_quantity, {kind.per}),
+SELECT organization, usage_date, project_id, '{kind.name}', model, detail, {quantity},
+       '{kind.unit}', num_model_requests,
+       {S}.unit_free_quantity(price, quantity, org_quantity, {kind.per}),
        (price).unit_price_id, {S}.unit_cost_usd(price, quantity, org_quantity, {kind.per}),
        CASE WHEN (price).unit_price_id IS NULL
             THEN {S}.unit_unpriced_reason('{kind.name}', model, detail) END
@@ -256,9 +288,14 @@ def unit_price_rows(overrides: list[UnitPriceRow]) -> list[UnitPriceRow]:
 
 
 def price_unit_usage(
-    engine: Engine, first: dt.date, end: dt.date, inputs: PricingInputs
+    engine: Engine,
+    first: dt.date,
+    end: dt.date,
+    inputs: PricingInputs,
+    *,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> SyncReport:
-    """Recompute `usage_daily_costs` for [first, end) in one transaction."""
+    """Recompute `organization`'s `usage_daily_costs` for [first, end) in one transaction."""
     overrides, unit_overrides = load_price_file(inputs.override_file)  # fails before writes
     override_models = [row.model_ref for row in overrides]
     with engine.begin() as conn:
@@ -269,6 +306,7 @@ def price_unit_usage(
             unit_price_rows(unit_overrides),
             override_models,
             reprice=inputs.reprice,
+            organization=organization,
         )
 
 
@@ -280,13 +318,15 @@ def _price_unit_days(
     override_models: list[str],
     *,
     reprice: bool,
+    organization: str,
 ) -> SyncReport:
-    bounds = _bounds(first, end)
+    bounds = _bounds(first, end, organization)
     report = sync_unit_price_snapshot(conn, prices, reprice=reprice)
     models = conn.execute(
         text(
             " UNION ".join(
-                f"SELECT model FROM {S}.{kind.endpoint.table_name} WHERE bucket_start >= :start "
+                f"SELECT model FROM {S}.{kind.endpoint.table_name} "
+                "WHERE organization = :organization AND bucket_start >= :start "
                 "AND bucket_start < :end_ts AND model IS NOT NULL"
                 for kind in UNIT_KINDS.values()
                 if kind.has_model
@@ -295,9 +335,12 @@ def _price_unit_days(
         bounds,
     ).scalars()
     sync_model_aliases(conn, list(models), override_models)
-    _lock_days(conn, "usage_daily_costs", first, end)
+    _lock_days(conn, "usage_daily_costs", first, end, organization)
     conn.execute(
-        text(f"DELETE FROM {S}.usage_daily_costs WHERE usage_date >= :first AND usage_date < :end"),
+        text(
+            f"DELETE FROM {S}.usage_daily_costs WHERE organization = :organization "
+            "AND usage_date >= :first AND usage_date < :end"
+        ),
         bounds,
     )
     for statement in UNIT_COST_SQL.values():
@@ -305,19 +348,22 @@ def _price_unit_days(
     return report
 
 
-def summarize_costs(engine: Engine, first: dt.date, end: dt.date) -> int:
-    """Recompute `project_daily_cost_summary` for [first, end) in one transaction; rows written."""
+def summarize_costs(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> int:
+    """Recompute `organization`'s `project_daily_cost_summary` for [first, end) in one
+    transaction; rows written."""
     with engine.begin() as conn:
-        return _summarize_days(conn, first, end)
+        return _summarize_days(conn, first, end, organization)
 
 
-def _summarize_days(conn: Connection, first: dt.date, end: dt.date) -> int:
-    bounds = _bounds(first, end)
-    _lock_days(conn, "project_daily_cost_summary", first, end)
+def _summarize_days(conn: Connection, first: dt.date, end: dt.date, organization: str) -> int:
+    bounds = _bounds(first, end, organization)
+    _lock_days(conn, "project_daily_cost_summary", first, end, organization)
     conn.execute(
         text(
-            f"DELETE FROM {S}.project_daily_cost_summary "
-            "WHERE usage_date >= :first AND usage_date < :end"
+            f"DELETE FROM {S}.project_daily_cost_summary WHERE organization = :organization "
+            "AND usage_date >= :first AND usage_date < :end"
         ),
         bounds,
     )
@@ -326,38 +372,48 @@ def _summarize_days(conn: Connection, first: dt.date, end: dt.date) -> int:
 
 # --------------------------------------------------------------------------- recompute
 
+#: Rows of the organization asked for, or of every organization (NULL).
+_ORGANIZATION_MATCHES = "(CAST(:organization AS text) IS NULL OR organization = :organization)"
 _USAGE_DAYS = "\nUNION\n".join(
-    f"SELECT DISTINCT (bucket_start AT TIME ZONE 'UTC')::date AS day FROM {S}.{name}_usage_hourly "
-    "WHERE bucket_start >= :start AND bucket_start < :end_ts"
+    f"SELECT DISTINCT organization, (bucket_start AT TIME ZONE 'UTC')::date AS day "
+    f"FROM {S}.{name}_usage_hourly "
+    f"WHERE {_ORGANIZATION_MATCHES} AND bucket_start >= :start AND bucket_start < :end_ts"
     for name in USAGE_KINDS
 )
+#: (organization, day) of every day with usage or cost rows in the range.
 COST_DAYS_SQL = f"""
 {_USAGE_DAYS}
 UNION
-SELECT usage_date FROM {S}.project_daily_costs WHERE usage_date >= :first AND usage_date < :end
+SELECT organization, usage_date FROM {S}.project_daily_costs
+WHERE {_ORGANIZATION_MATCHES} AND usage_date >= :first AND usage_date < :end
 UNION
-SELECT usage_date FROM {S}.usage_daily_costs WHERE usage_date >= :first AND usage_date < :end
+SELECT organization, usage_date FROM {S}.usage_daily_costs
+WHERE {_ORGANIZATION_MATCHES} AND usage_date >= :first AND usage_date < :end
 UNION
-SELECT usage_date FROM {S}.project_daily_cost_summary
-WHERE usage_date >= :first AND usage_date < :end
-ORDER BY day
+SELECT organization, usage_date FROM {S}.project_daily_cost_summary
+WHERE {_ORGANIZATION_MATCHES} AND usage_date >= :first AND usage_date < :end
+ORDER BY day, organization
 """
 
 
 @dataclass(frozen=True)
 class Recomputed:
+    #: The distinct days recomputed (of any organization), in order.
     days: list[dt.date]
     cost_before_usd: Decimal
     cost_after_usd: Decimal
+    #: The organizations recomputed, in order.
+    organizations: list[str] = field(default_factory=list)
 
 
-def _stored_cost(conn: Connection, day: dt.date) -> Decimal:
+def _stored_cost(conn: Connection, day: dt.date, organization: str) -> Decimal:
     return Decimal(
         conn.execute(
             text(f"SELECT (SELECT coalesce(sum(cost_usd), 0) FROM {S}.project_daily_costs "
-                 "WHERE usage_date = :day) + (SELECT coalesce(sum(cost_usd), 0) "
-                 f"FROM {S}.usage_daily_costs WHERE usage_date = :day)"),
-            {"day": day},
+                 "WHERE organization = :organization AND usage_date = :day) "
+                 f"+ (SELECT coalesce(sum(cost_usd), 0) FROM {S}.usage_daily_costs "
+                 "WHERE organization = :organization AND usage_date = :day)"),
+            {"day": day, "organization": organization},
         ).scalar_one()
     )  # fmt: skip
 
@@ -367,10 +423,18 @@ def recompute_costs(
     first: dt.date = dt.date.min,
     end: dt.date = dt.date.max,
     inputs: PricingInputs | None = None,
+    *,
+    organization: str | None = None,
 ) -> Recomputed:
     """Re-price every day in [first, end) that has usage or cost rows, with the current rules
     and the stored price snapshot: cost rows of every usage kind and the per-project summary,
-    one transaction a day.
+    one transaction per organization and day.
+
+    `organization` None (the default, and `usage-db recompute-costs` without
+    `--organization`) recomputes every organization that has usage or cost rows in the
+    database: re-pricing reads only stored usage and the shared price snapshot, never an
+    organization's Admin API, so one run fixes the rows of every code location after a rule
+    changed. A name recomputes that organization only; the others' rows are not touched.
 
     For cost rows priced before a rule changed (migration 0004: cache writes were counted
     twice). A day's usage is not fetched again; a day's rows are replaced, never appended.
@@ -379,21 +443,24 @@ def recompute_costs(
     overrides, unit_overrides = load_price_file(inputs.override_file)  # fails before writes
     prices = [*genai_price_rows(), *overrides]
     unit_prices = unit_price_rows(unit_overrides)
-    bounds = _bounds(first, end)
+    bounds = _bounds(first, end, organization)
     with engine.connect() as conn:
-        days = list(conn.execute(text(COST_DAYS_SQL), bounds).scalars())
+        pairs = [(str(o), d) for o, d in conn.execute(text(COST_DAYS_SQL), bounds)]
     before = after = Decimal(0)
-    for day in days:
+    for org, day in pairs:
+        next_day = day + dt.timedelta(days=1)
         with engine.begin() as conn:
-            before += _stored_cost(conn, day)
-            _price_days(conn, day, day + dt.timedelta(days=1), prices, overrides,
-                        reprice=inputs.reprice)  # fmt: skip
-            _price_unit_days(conn, day, day + dt.timedelta(days=1), unit_prices,
+            before += _stored_cost(conn, day, org)
+            _price_days(conn, day, next_day, prices, overrides, reprice=inputs.reprice,
+                        organization=org)  # fmt: skip
+            _price_unit_days(conn, day, next_day, unit_prices,
                              [row.model_ref for row in overrides],
-                             reprice=inputs.reprice)  # fmt: skip
-            _summarize_days(conn, day, day + dt.timedelta(days=1))
-            after += _stored_cost(conn, day)
-    return Recomputed(days, before, after)
+                             reprice=inputs.reprice, organization=org)  # fmt: skip
+            _summarize_days(conn, day, next_day, org)
+            after += _stored_cost(conn, day, org)
+    return Recomputed(
+        sorted({day for _, day in pairs}), before, after, sorted({org for org, _ in pairs})
+    )
 
 
 # --------------------------------------------------------------------------- check queries
@@ -412,8 +479,10 @@ class CostTotals:
     top_projects: list[tuple[str | None, Decimal]]
 
 
-def cost_totals(engine: Engine, first: dt.date, end: dt.date) -> CostTotals:
-    bounds = _bounds(first, end)
+def cost_totals(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> CostTotals:
+    bounds = _bounds(first, end, organization)
     with engine.connect() as conn:
         row = conn.execute(
             text(
@@ -422,7 +491,7 @@ def cost_totals(engine: Engine, first: dt.date, end: dt.date) -> CostTotals:
                 f"coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
                 f"coalesce(sum(num_model_requests), 0), count(DISTINCT coalesce(project_id, '')) "
                 f"FROM {S}.project_daily_costs "
-                "WHERE usage_date >= :first AND usage_date < :end"
+                "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end"
             ),
             bounds,
         ).one()
@@ -430,7 +499,7 @@ def cost_totals(engine: Engine, first: dt.date, end: dt.date) -> CostTotals:
             text(
                 "SELECT project_id, coalesce(sum(cost_usd), 0) AS cost "
                 f"FROM {S}.project_daily_costs "
-                "WHERE usage_date >= :first AND usage_date < :end "
+                "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end "
                 "GROUP BY project_id ORDER BY cost DESC NULLS LAST LIMIT 10"
             ),
             bounds,
@@ -447,21 +516,26 @@ def cost_totals(engine: Engine, first: dt.date, end: dt.date) -> CostTotals:
     )
 
 
-def raw_totals(engine: Engine, first: dt.date, end: dt.date) -> tuple[int, int, int]:
-    bounds = _bounds(first, end)
+def raw_totals(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> tuple[int, int, int]:
+    bounds = _bounds(first, end, organization)
     with engine.connect() as conn:
         row = conn.execute(
             text(
                 "SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
                 f"coalesce(sum(num_model_requests), 0) FROM {S}.completions_usage_hourly "
-                "WHERE bucket_start >= :start AND bucket_start < :end_ts"
+                "WHERE organization = :organization "
+                "AND bucket_start >= :start AND bucket_start < :end_ts"
             ),
             bounds,
         ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def kind_mismatches(engine: Engine, first: dt.date, end: dt.date) -> int:
+def kind_mismatches(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> int:
     """Cost rows whose token kinds do not add up to their input/output totals, or whose
     cache-write total is not its 30-minute and 12-hour parts (each token priced exactly once)."""
     inputs = " + ".join(k for k in TOKEN_KINDS if k.startswith("input_"))
@@ -472,16 +546,19 @@ def kind_mismatches(engine: Engine, first: dt.date, end: dt.date) -> int:
             conn.execute(
                 text(
                     f"SELECT count(*) FROM {S}.project_daily_costs "
-                    "WHERE usage_date >= :first AND usage_date < :end "
+                    "WHERE organization = :organization "
+                    "AND usage_date >= :first AND usage_date < :end "
                     f"AND ({inputs} <> input_tokens OR {outputs} <> output_tokens "
                     f"OR {CACHE_WRITE_TOTAL} <> {parts})"
                 ),
-                _bounds(first, end),
+                _bounds(first, end, organization),
             ).scalar_one()
         )
 
 
-def unpriced_usage(engine: Engine, first: dt.date, end: dt.date) -> list[tuple[Any, ...]]:
+def unpriced_usage(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> list[tuple[Any, ...]]:
     """(model, service_tier, batch, reason, tokens) of usage with no price."""
     with engine.connect() as conn:
         return [
@@ -491,15 +568,18 @@ def unpriced_usage(engine: Engine, first: dt.date, end: dt.date) -> list[tuple[A
                     f"SELECT model, service_tier, batch, unpriced_reason, "
                     f"sum(input_tokens + output_tokens)::bigint AS tokens "
                     f"FROM {S}.project_daily_costs WHERE cost_usd IS NULL "
+                    "AND organization = :organization "
                     "AND usage_date >= :first AND usage_date < :end "
                     "GROUP BY 1, 2, 3, 4 ORDER BY tokens DESC"
                 ),
-                _bounds(first, end),
+                _bounds(first, end, organization),
             )
         ]
 
 
-def negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
+def negative_values(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> int:
     columns = ["input_tokens", "output_tokens", "num_model_requests", "cost_usd", *TOKEN_KINDS,
                CACHE_WRITE_TOTAL]  # fmt: skip
     condition = " OR ".join(f"{c} < 0" for c in columns)
@@ -508,9 +588,11 @@ def negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
             conn.execute(
                 text(
                     f"SELECT count(*) FROM {S}.project_daily_costs "
-                    f"WHERE usage_date >= :first AND usage_date < :end AND ({condition})"
+                    "WHERE organization = :organization "
+                    "AND usage_date >= :first AND usage_date < :end "
+                    f"AND ({condition})"
                 ),
-                _bounds(first, end),
+                _bounds(first, end, organization),
             ).scalar_one()
         )
 
@@ -522,10 +604,10 @@ KIND_ARGS_C = ", ".join(f"c.{kind}" for kind in TOKEN_KINDS)
 #: Estimated cost rows of every kind: completions (project_daily_costs) and the others.
 _ESTIMATES = f"""
     SELECT usage_date, project_id, usage_kind, cost_usd FROM {S}.project_daily_costs
-    WHERE usage_date >= :first AND usage_date < :end
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
     UNION ALL
     SELECT usage_date, project_id, usage_kind, cost_usd FROM {S}.usage_daily_costs
-    WHERE usage_date >= :first AND usage_date < :end
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
 """
 
 RECONCILE_PROJECTS_SQL = f"""
@@ -536,7 +618,7 @@ WITH estimated AS (
 ), billed AS (
     SELECT usage_date, project_id, sum(amount_usd) AS billed_usd
     FROM {S}.costs_daily
-    WHERE usage_date >= :first AND usage_date < :end
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
     GROUP BY 1, 2
 )
 SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
@@ -557,7 +639,7 @@ WITH estimated AS (
     SELECT usage_date, project_id, {S}.line_item_family(line_item, quantity_unit) AS family,
            sum(amount_usd) AS usd
     FROM {S}.costs_daily
-    WHERE usage_date >= :first AND usage_date < :end
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
     GROUP BY 1, 2, 3
 )
 SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
@@ -575,13 +657,13 @@ WITH estimated AS (
     FROM {S}.project_daily_costs c
     LEFT JOIN {S}.model_prices mp ON mp.price_id = c.price_id
     CROSS JOIN LATERAL {S}.estimate_cost_by_kind(mp, {KIND_ARGS_C}) k
-    WHERE c.usage_date >= :first AND c.usage_date < :end
+    WHERE c.organization = :organization AND c.usage_date >= :first AND c.usage_date < :end
     GROUP BY 1, 2, 3, 4
 ), billed AS (
     SELECT usage_date, project_id, line_item_model AS model, line_item_kind,
            sum(amount_usd) AS usd
     FROM {S}.costs_daily
-    WHERE usage_date >= :first AND usage_date < :end
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
       AND {S}.line_item_family(line_item, quantity_unit) = 'completions'
     GROUP BY 1, 2, 3, 4
 )
@@ -630,6 +712,8 @@ class Reconciliation:
     #: Completions per day, project, model and token kind.
     line_items: list[Gap]
     tolerance: Decimal
+    #: The organization compared: its billed rows against its estimates, nobody else's.
+    organization: str = DEFAULT_ORGANIZATION
 
     @property
     def failing_projects(self) -> list[Gap]:
@@ -653,10 +737,19 @@ class Reconciliation:
         return sorted(gaps, key=lambda g: abs(g.difference_usd), reverse=True)[:n]
 
 
-def reconcile(engine: Engine, first: dt.date, end: dt.date, tolerance: float) -> Reconciliation:
-    """Estimated vs billed per project (every usage kind against every line item), per
-    line-item family, and per completions model and token kind."""
-    bounds = _bounds(first, end)
+def reconcile(
+    engine: Engine,
+    first: dt.date,
+    end: dt.date,
+    tolerance: float,
+    *,
+    organization: str = DEFAULT_ORGANIZATION,
+) -> Reconciliation:
+    """`organization`'s estimated vs billed per project (every usage kind against every line
+    item), per line-item family, and per completions model and token kind: its billed rows
+    (`costs_daily`) only against its own estimates, so a project id or the default project
+    (NULL) of another organization never counts."""
+    bounds = _bounds(first, end, organization)
     with engine.connect() as conn:
         projects = [
             Gap(d, p, "all usage", Decimal(e), Decimal(b))
@@ -670,7 +763,7 @@ def reconcile(engine: Engine, first: dt.date, end: dt.date, tolerance: float) ->
             Gap(d, p, f"{model}, {kind}", Decimal(e), Decimal(b))
             for d, p, model, kind, e, b in conn.execute(text(RECONCILE_LINE_ITEMS_SQL), bounds)
         ]
-    return Reconciliation(projects, families, line_items, Decimal(str(tolerance)))
+    return Reconciliation(projects, families, line_items, Decimal(str(tolerance)), organization)
 
 
 def families_markdown(gaps: Sequence[FamilyGap]) -> str:
@@ -736,7 +829,9 @@ class KindTotals:
     unpriced_quantity: Decimal
 
 
-def unit_cost_totals(engine: Engine, first: dt.date, end: dt.date) -> dict[str, KindTotals]:
+def unit_cost_totals(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> dict[str, KindTotals]:
     """Per usage kind (every kind but completions, those with cost rows)."""
     with engine.connect() as conn:
         rows = conn.execute(
@@ -744,10 +839,11 @@ def unit_cost_totals(engine: Engine, first: dt.date, end: dt.date) -> dict[str, 
                 "SELECT usage_kind, min(unit), count(*), coalesce(sum(quantity), 0), "
                 "coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL), "
                 "coalesce(sum(quantity) FILTER (WHERE cost_usd IS NULL), 0) "
-                f"FROM {S}.usage_daily_costs WHERE usage_date >= :first AND usage_date < :end "
+                f"FROM {S}.usage_daily_costs WHERE organization = :organization "
+                "AND usage_date >= :first AND usage_date < :end "
                 "GROUP BY usage_kind"
             ),
-            _bounds(first, end),
+            _bounds(first, end, organization),
         ).all()
     return {
         kind: KindTotals(kind, unit, int(n), Decimal(q), Decimal(c), int(un), Decimal(uq))
@@ -755,18 +851,21 @@ def unit_cost_totals(engine: Engine, first: dt.date, end: dt.date) -> dict[str, 
     }
 
 
-def raw_unit_quantities(engine: Engine, first: dt.date, end: dt.date) -> dict[str, Decimal]:
+def raw_unit_quantities(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> dict[str, Decimal]:
     """Each kind's usage straight from its table (or view), in its priced unit."""
-    bounds = _bounds(first, end)
+    bounds = _bounds(first, end, organization)
     quantities: dict[str, Decimal] = {}
     with engine.connect() as conn:
         for name, kind in UNIT_KINDS.items():
             source = (
                 f"SELECT coalesce(sum(gib_days), 0) FROM {S}.v_vector_store_storage_daily "
-                "WHERE usage_date >= :first AND usage_date < :end"
+                "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end"
                 if name == "vector_stores"
                 else f"SELECT coalesce(sum({kind.metric}), 0) FROM {S}.{kind.endpoint.table_name} "
-                "WHERE bucket_start >= :start AND bucket_start < :end_ts"
+                "WHERE organization = :organization "
+                "AND bucket_start >= :start AND bucket_start < :end_ts"
             )
             quantities[name] = Decimal(conn.execute(text(source), bounds).scalar_one()) / kind.per
     return quantities
@@ -777,20 +876,22 @@ QUANTITY_TOLERANCE = Decimal("1e-9")
 
 
 def unit_quantity_mismatches(
-    engine: Engine, first: dt.date, end: dt.date
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> list[tuple[str, Decimal, Decimal]]:
     """(kind, costed quantity, usage quantity) of every kind whose cost rows lost or added
     usage."""
-    costed = unit_cost_totals(engine, first, end)
+    costed = unit_cost_totals(engine, first, end, organization=organization)
     mismatches = []
-    for kind, raw in raw_unit_quantities(engine, first, end).items():
+    for kind, raw in raw_unit_quantities(engine, first, end, organization=organization).items():
         got = costed[kind].quantity if kind in costed else Decimal(0)
         if abs(got - raw) > QUANTITY_TOLERANCE * max(Decimal(1), abs(raw)):
             mismatches.append((kind, got, raw))
     return mismatches
 
 
-def unpriced_unit_usage(engine: Engine, first: dt.date, end: dt.date) -> list[tuple[Any, ...]]:
+def unpriced_unit_usage(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> list[tuple[Any, ...]]:
     """(kind, reason, quantity, unit) of usage with no unit price, largest first."""
     with engine.connect() as conn:
         return [
@@ -799,30 +900,36 @@ def unpriced_unit_usage(engine: Engine, first: dt.date, end: dt.date) -> list[tu
                 text(
                     "SELECT usage_kind, unpriced_reason, sum(quantity) AS quantity, min(unit) "
                     f"FROM {S}.usage_daily_costs WHERE cost_usd IS NULL "
+                    "AND organization = :organization "
                     "AND usage_date >= :first AND usage_date < :end "
                     "GROUP BY 1, 2 ORDER BY 1, quantity DESC"
                 ),
-                _bounds(first, end),
+                _bounds(first, end, organization),
             )
         ]
 
 
-def unit_negative_values(engine: Engine, first: dt.date, end: dt.date) -> int:
+def unit_negative_values(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> int:
     with engine.connect() as conn:
         return int(
             conn.execute(
                 text(
                     f"SELECT count(*) FROM {S}.usage_daily_costs "
-                    "WHERE usage_date >= :first AND usage_date < :end AND (quantity < 0 OR "
+                    "WHERE organization = :organization AND usage_date >= :first "
+                    "AND usage_date < :end AND (quantity < 0 OR "
                     "free_quantity < 0 OR free_quantity > quantity OR cost_usd < 0 OR "
                     "num_model_requests < 0)"
                 ),
-                _bounds(first, end),
+                _bounds(first, end, organization),
             ).scalar_one()
         )
 
 
-def summary_totals(engine: Engine, first: dt.date, end: dt.date) -> tuple[int, Decimal, int, int]:
+def summary_totals(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> tuple[int, Decimal, int, int]:
     """(projects, cost_usd of every kind, unpriced tokens, unpriced usage rows) of the
     summary."""
     with engine.connect() as conn:
@@ -830,8 +937,8 @@ def summary_totals(engine: Engine, first: dt.date, end: dt.date) -> tuple[int, D
             text(
                 "SELECT count(*), coalesce(sum(cost_usd), 0), coalesce(sum(unpriced_tokens), 0), "
                 f"coalesce(sum(unpriced_usage_rows), 0) FROM {S}.project_daily_cost_summary "
-                "WHERE usage_date >= :first AND usage_date < :end"
+                "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end"
             ),
-            _bounds(first, end),
+            _bounds(first, end, organization),
         ).one()
     return int(row[0]), Decimal(row[1]), int(row[2]), int(row[3])

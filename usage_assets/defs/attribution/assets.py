@@ -1,5 +1,9 @@
 """Cost attribution assets: priced usage per project and model (completions tokens, and every
-other usage kind by its unit prices), and a per-project rollup of every kind."""
+other usage kind by its unit prices), and a per-project rollup of every kind.
+
+Each code location owns one organization (`UsageDatabase.organization`): its cost assets price
+that organization's usage only and replace that organization's cost rows only, so several code
+locations can share one database."""
 
 import datetime as dt
 from collections.abc import Callable
@@ -143,10 +147,15 @@ def project_daily_costs(
     pricing: PricingResource,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     first, end = window_days(context)
+    organization = usage_db.organization
     with permanent_errors_fail_fast():
         engine = usage_db.engine()
         report = price_usage(
-            engine, first, end, PricingInputs(pricing.overrides_path(), config.reprice)
+            engine,
+            first,
+            end,
+            PricingInputs(pricing.overrides_path(), config.reprice),
+            organization=organization,
         )
     if report.stale:
         context.log.warning(
@@ -157,12 +166,12 @@ def project_daily_costs(
     reports = [
         (
             day,
-            cost_metadata(cost_totals(engine, day, day + ONE_DAY))
-            | {"new_price_rows": report.inserted},
+            cost_metadata(cost_totals(engine, day, day + ONE_DAY, organization=organization))
+            | {"new_price_rows": report.inserted, "organization": organization},
         )
         for day in days_between(first, end)
     ]
-    return report_days(context, reports, cost_checks(engine, first, end))
+    return report_days(context, reports, cost_checks(engine, first, end, organization))
 
 
 def cost_metadata(totals: CostTotals) -> dict[str, Any]:
@@ -181,13 +190,15 @@ def cost_metadata(totals: CostTotals) -> dict[str, Any]:
     }
 
 
-def cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCheckResult]:
-    """The cost table's checks over the run's days."""
-    totals = cost_totals(engine, first, end)
-    raw_in, raw_out, raw_req = raw_totals(engine, first, end)
-    mismatched_kinds = kind_mismatches(engine, first, end)
-    unpriced = unpriced_usage(engine, first, end)
-    negatives = negative_values(engine, first, end)
+def cost_checks(
+    engine: Engine, first: dt.date, end: dt.date, organization: str
+) -> list[dg.AssetCheckResult]:
+    """The cost table's checks over the run's days, of `organization`'s rows."""
+    totals = cost_totals(engine, first, end, organization=organization)
+    raw_in, raw_out, raw_req = raw_totals(engine, first, end, organization=organization)
+    mismatched_kinds = kind_mismatches(engine, first, end, organization=organization)
+    unpriced = unpriced_usage(engine, first, end, organization=organization)
+    negatives = negative_values(engine, first, end, organization=organization)
     unpriced_md = md_table(
         ["model", "tier", "batch", "reason", "tokens"],
         [
@@ -282,10 +293,15 @@ def usage_daily_costs(
     pricing: PricingResource,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     first, end = window_days(context)
+    organization = usage_db.organization
     with permanent_errors_fail_fast():
         engine = usage_db.engine()
         report = price_unit_usage(
-            engine, first, end, PricingInputs(pricing.overrides_path(), config.reprice)
+            engine,
+            first,
+            end,
+            PricingInputs(pricing.overrides_path(), config.reprice),
+            organization=organization,
         )
     if report.stale:
         context.log.warning(
@@ -296,12 +312,14 @@ def usage_daily_costs(
     reports = [
         (
             day,
-            unit_cost_metadata(unit_cost_totals(engine, day, day + ONE_DAY))
-            | {"new_price_rows": report.inserted},
+            unit_cost_metadata(
+                unit_cost_totals(engine, day, day + ONE_DAY, organization=organization)
+            )
+            | {"new_price_rows": report.inserted, "organization": organization},
         )
         for day in days_between(first, end)
     ]
-    return report_days(context, reports, unit_cost_checks(engine, first, end))
+    return report_days(context, reports, unit_cost_checks(engine, first, end, organization))
 
 
 def unit_cost_metadata(totals: dict[str, KindTotals]) -> dict[str, Any]:
@@ -323,10 +341,13 @@ def unit_cost_metadata(totals: dict[str, KindTotals]) -> dict[str, Any]:
     }
 
 
-def unit_cost_checks(engine: Engine, first: dt.date, end: dt.date) -> list[dg.AssetCheckResult]:
-    mismatches = unit_quantity_mismatches(engine, first, end)
-    unpriced = unpriced_unit_usage(engine, first, end)
-    negatives = unit_negative_values(engine, first, end)
+def unit_cost_checks(
+    engine: Engine, first: dt.date, end: dt.date, organization: str
+) -> list[dg.AssetCheckResult]:
+    """The unit cost table's checks over the run's days, of `organization`'s rows."""
+    mismatches = unit_quantity_mismatches(engine, first, end, organization=organization)
+    unpriced = unpriced_unit_usage(engine, first, end, organization=organization)
+    negatives = unit_negative_values(engine, first, end, organization=organization)
     days = dg.MetadataValue.text(f"{first} .. {end - ONE_DAY}")
     return [
         dg.AssetCheckResult(
@@ -386,12 +407,15 @@ def project_daily_cost_summary(
     context: dg.AssetExecutionContext, usage_db: UsageDatabase
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     first, end = window_days(context)
+    organization = usage_db.organization
     with permanent_errors_fail_fast():
         engine = usage_db.engine()
-    summarize_costs(engine, first, end)
+    summarize_costs(engine, first, end, organization=organization)
     reports = []
     for day in days_between(first, end):
-        projects, cost, unpriced_tokens, unpriced_rows = summary_totals(engine, day, day + ONE_DAY)
+        projects, cost, unpriced_tokens, unpriced_rows = summary_totals(
+            engine, day, day + ONE_DAY, organization=organization
+        )
         reports.append(
             (
                 day,
@@ -400,6 +424,7 @@ def project_daily_cost_summary(
                     "cost_usd": dg.MetadataValue.float(float(cost)),
                     "unpriced_tokens": dg.MetadataValue.int(unpriced_tokens),
                     "unpriced_usage_rows": dg.MetadataValue.int(unpriced_rows),
+                    "organization": dg.MetadataValue.text(organization),
                 },
             )
         )

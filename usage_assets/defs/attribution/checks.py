@@ -9,7 +9,12 @@ from sqlalchemy import Engine
 from usage_assets.defs.attribution.assets import project_daily_costs, usage_daily_costs
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.resources import PricingResource, UsageDatabase
-from usage_assets.pricing.attribution import families_markdown, gaps_markdown, reconcile
+from usage_assets.pricing.attribution import (
+    DEFAULT_ORGANIZATION,
+    families_markdown,
+    gaps_markdown,
+    reconcile,
+)
 
 #: Without a partition (the check run on its own from the UI), look at this many recent days.
 UNPARTITIONED_LOOKBACK_DAYS = 7
@@ -23,7 +28,8 @@ UNPARTITIONED_LOOKBACK_DAYS = 7
         "within USAGE_COST_TOLERANCE of the billed cost (costs_daily, every line item) for "
         "every project of the day; estimated vs billed per line-item family (the usage kind "
         "of each line item, 'other' when unknown) is listed, with the worst gaps per project, "
-        "per project and family, and per completions model and token kind. Billing lags "
+        "per project and family, and per completions model and token kind. Only this code "
+        "location's organization is compared (its bill against its estimates). Billing lags "
         "usage: a recent day may not match yet."
     ),
 )
@@ -36,20 +42,33 @@ def estimated_matches_billed(
     else:
         end = dt.datetime.now(dt.UTC).date()
         first = end - dt.timedelta(days=UNPARTITIONED_LOOKBACK_DAYS)
-    return reconciliation_result(usage_db.engine(), first, end, pricing.reconciliation_tolerance)
+    return reconciliation_result(
+        usage_db.engine(),
+        first,
+        end,
+        pricing.reconciliation_tolerance,
+        organization=usage_db.organization,
+    )
 
 
 def reconciliation_result(
-    engine: Engine, first: dt.date, end: dt.date, tolerance: float
+    engine: Engine,
+    first: dt.date,
+    end: dt.date,
+    tolerance: float,
+    *,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> dg.AssetCheckResult:
-    """`estimated_matches_billed` over [first, end): fails when a project's estimate of every
-    usage kind is off its bill by more than `tolerance`; reports every family."""
-    result = reconcile(engine, first, end, tolerance)
+    """`estimated_matches_billed` over [first, end) of `organization` (the code location's):
+    fails when a project's estimate of every usage kind is off its bill by more than
+    `tolerance`; reports every family. Another organization's bill never counts."""
+    result = reconcile(engine, first, end, tolerance, organization=organization)
     failing = result.failing_projects
     return dg.AssetCheckResult(
         passed=not failing,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
+            "organization": dg.MetadataValue.text(result.organization),
             "days": dg.MetadataValue.text(f"{first} .. {end - dt.timedelta(days=1)}"),
             "tolerance": dg.MetadataValue.float(float(result.tolerance)),
             "projects_compared": dg.MetadataValue.int(len(result.projects)),
