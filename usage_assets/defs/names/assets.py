@@ -42,7 +42,7 @@ def openai_projects(
         with openai_admin.connect(context.log) as api:
             rows = fetch_projects(api.client)
             metadata = api.metadata(include_request_count=True)
-        replace_table(engine, Project, rows)
+        replace_table(engine, Project, rows, usage_db.organization)
     archived = sum(1 for row in rows if row["status"] == "archived")
     context.log.info(f"wrote {len(rows)} projects ({archived} archived)")
     metadata.update(names_metadata(PROJECTS_TABLE, len(rows)))
@@ -70,7 +70,7 @@ def openai_users(
         with openai_admin.connect(context.log) as api:
             rows = fetch_users(api.client)
             metadata = api.metadata(include_request_count=True)
-        replace_table(engine, User, rows)
+        replace_table(engine, User, rows, usage_db.organization)
     context.log.info(f"wrote {len(rows)} users")
     metadata.update(names_metadata(USERS_TABLE, len(rows)))
     return dg.MaterializeResult(metadata=metadata)
@@ -101,7 +101,7 @@ def openai_api_keys(
             projects = fetch_projects(api.client)
             rows = fetch_api_keys(api.client, [project["id"] for project in projects])
             metadata = api.metadata(include_request_count=True)
-        replace_table(engine, ApiKey, rows)
+        replace_table(engine, ApiKey, rows, usage_db.organization)
     context.log.info(f"wrote {len(rows)} API keys of {len(projects)} projects")
     metadata.update(names_metadata(API_KEYS_TABLE, len(rows)))
     metadata["projects"] = dg.MetadataValue.int(len(projects))

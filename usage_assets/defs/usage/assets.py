@@ -251,6 +251,7 @@ def _materialize(
                 simulated=api.simulated,
                 source_url=api.source_url,
                 dagster_run_id=context.run.run_id,
+                organization=usage_db.organization,
             )
             loaded = ingest_days(
                 api.client, engine, first_day, end_day, group_by, info, endpoint=endpoint
