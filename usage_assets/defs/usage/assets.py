@@ -57,6 +57,7 @@ def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
         "dagster/row_count": dg.MetadataValue.int(day.row_count),
         "dagster/table_name": dg.MetadataValue.text(usage_table(endpoint).fullname),
         "usage_date": dg.MetadataValue.text(day.day.isoformat()),
+        "organization": dg.MetadataValue.text(day.organization),
         "hourly_buckets": dg.MetadataValue.int(day.bucket_count),
     }
     gauges = {m.name for m in endpoint.metrics if m.gauge}
