@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,6 +25,7 @@ from usage_assets.errors import ConfigurationError
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_START_DATE = "2024-01-01"
 DEFAULT_SCHEDULE_CRON = "0 2 * * *"
+DEFAULT_ORGANIZATION_LABEL = "default"
 DEFAULT_EMBEDDED_PORT = 54329
 
 #: The repository root (the package is installed editable, or copied with its repo).
@@ -75,6 +77,25 @@ def base_url() -> str | None:
 def organization() -> str | None:
     """OPENAI_ORGANIZATION: optional `OpenAI-Organization` header."""
     return _header_value("OPENAI_ORGANIZATION")
+
+
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+def organization_label() -> str:
+    """The organization this code location's rows belong to: OPENAI_ORGANIZATION when set,
+    else USAGE_ORGANIZATION_LABEL (default "default"); 1-64 letters, digits, `.`, `_`, `:`,
+    `-`, so it reads well in BI and SQL."""
+    explicit = organization()
+    if explicit:
+        return explicit
+    value = _env("USAGE_ORGANIZATION_LABEL") or DEFAULT_ORGANIZATION_LABEL
+    if not _LABEL.fullmatch(value):
+        raise ConfigurationError(
+            f"USAGE_ORGANIZATION_LABEL={value!r} must be 1-64 letters, digits, '.', '_', ':' or "
+            "'-', starting with a letter or digit."
+        )
+    return value
 
 
 def database_url() -> str | None:
@@ -271,6 +292,7 @@ class Settings:
     admin_key: str | None = field(repr=False, metadata=_from("OPENAI_ADMIN_KEY", admin_key))
     base_url: str | None = field(metadata=_from("OPENAI_BASE_URL", base_url))
     organization: str | None = field(metadata=_from("OPENAI_ORGANIZATION", organization))
+    organization_label: str = field(metadata=_from("USAGE_ORGANIZATION_LABEL", organization_label))
     database_url: str | None = field(
         repr=False, metadata=_from("USAGE_DATABASE_URL", _checked_database_url)
     )

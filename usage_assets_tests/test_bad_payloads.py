@@ -28,7 +28,13 @@ from usage_assets.errors import PayloadError
 from usage_assets.pricing.attribution import Gap, gaps_markdown
 from usage_assets.simulator.organization import SyntheticOrganization
 from usage_assets.simulator.server import SimulatedAdminAPI
-from usage_assets.warehouse.models import DIMENSIONS, OPTIONAL_METRICS, REQUIRED_METRICS, Project
+from usage_assets.warehouse.models import (
+    DIMENSIONS,
+    OPTIONAL_METRICS,
+    REQUIRED_METRICS,
+    USAGE_COPY_COLUMNS,
+    Project,
+)
 from usage_assets.warehouse.replace import replace_table
 from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 from usage_assets_tests.test_ingest import DAY, admin_for, table_rows
@@ -195,7 +201,8 @@ def test_text_psycopg_cannot_encode_is_a_payload_error_naming_the_day(engine: En
     replace_day(engine, DaySummary(day), [normalize_result(sample_result(), BUCKET, 0)], info)
     good = table_rows(engine)
     row = normalize_result(sample_result(model="other"), BUCKET, 1)
-    bad = (*row[:2], "proj\ud800", *row[3:])  # project_id, after bucket_start and bucket_end
+    at = USAGE_COPY_COLUMNS.index("project_id")
+    bad = (*row[:at], "proj\ud800", *row[at + 1 :])
     with pytest.raises(PayloadError, match=r"usage day 2025-06-02 .*not valid Unicode"):
         replace_day(engine, DaySummary(day), [bad], info)
     assert table_rows(engine) == good
@@ -210,7 +217,7 @@ def test_a_value_postgres_refuses_is_a_payload_error_naming_the_day(engine: Engi
     )
     replace_day(engine, DaySummary(day), [row], info)
     good = table_rows(engine)
-    at = 2 + len(DIMENSIONS)  # input_tokens, after bucket_start, bucket_end and the dimensions
+    at = USAGE_COPY_COLUMNS.index("input_tokens")
     too_big = (*row[:at], BIGINT_MAX + 1, *row[at + 1 :])
     other = normalize_result(sample_result(model="other"), BUCKET, 1)
     with pytest.raises(PayloadError) as excinfo:
@@ -304,9 +311,11 @@ def test_a_nul_in_an_id_is_refused_and_in_a_name_replaced() -> None:
 
 
 def test_the_names_writer_turns_a_refused_value_into_a_payload_error(engine: Engine) -> None:
-    replace_table(engine, Project, [{"id": "proj_a", "name": "A", "status": "active"}])
+    replace_table(engine, Project, [{"id": "proj_a", "name": "A", "status": "active"}], "default")
     with pytest.raises(PayloadError, match=r"the names table openai_usage\.projects"):
-        replace_table(engine, Project, [{"id": "proj\x00", "name": None, "status": None}])
+        replace_table(
+            engine, Project, [{"id": "proj\x00", "name": None, "status": None}], "default"
+        )
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, name FROM openai_usage.projects")).all() == [
             ("proj_a", "A")

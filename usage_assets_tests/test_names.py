@@ -110,7 +110,9 @@ def test_api_keys_table_keeps_only_id_project_name_and_redacted_value(
                 "'openai_usage' AND table_name = 'api_keys' ORDER BY ordinal_position"
             )
         ).scalars()
-        assert list(columns) == ["id", "project_id", "name", "redacted_value", "fetched_at"]
+        assert sorted(columns) == sorted(
+            ["organization", "id", "project_id", "name", "redacted_value", "fetched_at"]
+        )
         dump = conn.execute(text("SELECT string_agg(k::text, '') FROM openai_usage.api_keys k"))
         text_dump = dump.scalar()
     assert text_dump

@@ -30,6 +30,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "OPENAI_ADMIN_KEY": ("sk-admin-abc def", "whitespace"),
     "OPENAI_BASE_URL": ("api.openai.com/v1", "not an http(s) URL"),
     "OPENAI_ORGANIZATION": ("org one", "whitespace"),
+    "USAGE_ORGANIZATION_LABEL": ("acme prod", "letters, digits"),
     "USAGE_DATABASE_URL": ("mysql://u:hunter2pw@db/usage", "PostgreSQL"),
     "USAGE_START_DATE": ("2024-13-01", "YYYY-MM-DD"),
     "USAGE_PRICE_OVERRIDES": ("prices/missing.yaml", "does not exist"),

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from usage_assets.admin_api.params import encode_query_params
-from usage_assets.admin_api.transport import AdminAPIClient, is_int
+from usage_assets.admin_api.transport import AdminAPIClient, bucket_envelope, is_int
 from usage_assets.errors import PayloadError, QueryValidationError
 
 COSTS_PATH: Final = "/organization/costs"
@@ -227,16 +227,7 @@ class CostBucket:
 
     @classmethod
     def parse(cls, raw: Any, query: CostsQuery) -> CostBucket:
-        if not isinstance(raw, dict):
-            raise PayloadError(f"A costs bucket is a {type(raw).__name__}, expected an object")
-        if raw.get("object", "bucket") != "bucket":
-            raise PayloadError(f"A costs bucket has object={raw.get('object')!r}")
-        start, end, results = raw.get("start_time"), raw.get("end_time"), raw.get("results")
-        if not (is_int(start) and is_int(end)):
-            raise PayloadError(
-                f"A costs bucket lacks integer start_time/end_time: {start!r}, {end!r}"
-            )
-        assert isinstance(start, int) and isinstance(end, int)
+        start, end, results = bucket_envelope(raw, "costs")
         if end - start != DAY_SECONDS or start % DAY_SECONDS:
             raise PayloadError(
                 f"Costs bucket {start}..{end} is not one UTC day (1d buckets, aligned to midnight)"

@@ -107,8 +107,16 @@ class UsageEndpoint:
 
     @property
     def copy_columns(self) -> tuple[str, ...]:
-        """Columns the bulk writer fills, in COPY order (everything but `id`, `ingested_at`)."""
-        return ("bucket_start", "bucket_end", *self.dimension_names, *self.metric_names, "result")
+        """Columns the bulk writer fills, in COPY order (everything but `id`, `ingested_at`):
+        the organization the rows belong to, then the API's bucket and result."""
+        return (
+            "organization",
+            "bucket_start",
+            "bucket_end",
+            *self.dimension_names,
+            *self.metric_names,
+            "result",
+        )
 
     def filter(self, name: str) -> Filter | None:
         return next((f for f in self.filters if f.name == name), None)

@@ -24,8 +24,11 @@ from typing import Any
 from usage_assets.admin_api.endpoints import COMPLETIONS, UsageEndpoint
 from usage_assets.admin_api.usage import UsageBucket, in_time_order
 from usage_assets.errors import IncompleteDayError, PayloadError
+from usage_assets.settings import DEFAULT_ORGANIZATION_LABEL
 
 RESULT_OBJECT = COMPLETIONS.result_object
+#: The organization of rows whose writer names none.
+DEFAULT_ORGANIZATION = DEFAULT_ORGANIZATION_LABEL
 
 #: One row in the endpoint's `copy_columns` order.
 UsageRow = tuple[Any, ...]
@@ -175,10 +178,14 @@ def _storable_json(
 
 
 def normalize_result(
-    result: Any, bucket: UsageBucket, index: int, endpoint: UsageEndpoint = COMPLETIONS
+    result: Any,
+    bucket: UsageBucket,
+    index: int,
+    endpoint: UsageEndpoint = COMPLETIONS,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> UsageRow:
     """One result object as a row; raises PayloadError naming the bucket and field."""
-    return next(_rows(bucket, [result], endpoint, index))
+    return next(_rows(bucket, [result], endpoint, index, organization))
 
 
 _PYTHON_TYPES = {"text": str, "boolean": bool}
@@ -189,6 +196,7 @@ def _rows(
     results: Iterable[Any],
     endpoint: UsageEndpoint = COMPLETIONS,
     first_index: int = 0,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> Iterator[UsageRow]:
     start, end = _utc(bucket.start_time), _utc(bucket.end_time)
     dimensions, metrics = endpoint.dimension_names, endpoint.metric_names
@@ -207,7 +215,7 @@ def _rows(
                     storable = False
                 if not storable:
                     encoded = _storable_json(result, bucket, index, endpoint)
-                yield (start, end, *dims, *counts, encoded)
+                yield (organization, start, end, *dims, *counts, encoded)
                 continue
         raise _refuse(result, bucket, index, endpoint)
 
@@ -286,6 +294,8 @@ class DaySummary:
     #: Set by `storage.replace_day` once the day is written.
     revision: DayRevision | None = None
     endpoint: UsageEndpoint = COMPLETIONS
+    #: The organization the day's rows belong to (`usage_loads.organization`, ...).
+    organization: str = DEFAULT_ORGANIZATION
     _last_start: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -330,7 +340,7 @@ class DaySummary:
         try:
             for bucket in buckets:
                 self._admit(bucket)
-                for row in _rows(bucket, bucket.take_results(), endpoint):
+                for row in _rows(bucket, bucket.take_results(), endpoint, 0, self.organization):
                     self.row_count += 1
                     for at, (_, column) in enumerate(summed):
                         sums[at] += row[column] or 0
@@ -393,7 +403,9 @@ class DaySummary:
 
 
 def split_by_day(
-    buckets: Iterable[UsageBucket], endpoint: UsageEndpoint = COMPLETIONS
+    buckets: Iterable[UsageBucket],
+    endpoint: UsageEndpoint = COMPLETIONS,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> Iterator[tuple[DaySummary, Iterator[UsageRow]]]:
     """Each UTC day of time-ordered buckets, as its summary and a lazy stream of its rows.
 
@@ -401,5 +413,5 @@ def split_by_day(
     are exhausted, and nothing but the current bucket is held.
     """
     for day, day_buckets in itertools.groupby(in_time_order(buckets), key=bucket_day):
-        summary = DaySummary(day, endpoint=endpoint)
+        summary = DaySummary(day, endpoint=endpoint, organization=organization)
         yield summary, summary.rows(day_buckets)

@@ -347,3 +347,17 @@ def _check_list_envelope(page: dict[str, Any], path: str, number: int) -> list[d
 
 def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def bucket_envelope(raw: Any, what: str) -> tuple[int, int, Any]:
+    """(start_time, end_time, results) of a `{"object": "bucket"}` of a `what` ("usage",
+    "costs") page, refusing what is not one; `results` is checked by the caller."""
+    if not isinstance(raw, dict):
+        raise PayloadError(f"A {what} bucket is a {type(raw).__name__}, expected an object")
+    if raw.get("object", "bucket") != "bucket":
+        raise PayloadError(f"A {what} bucket has object={raw.get('object')!r}")
+    start, end = raw.get("start_time"), raw.get("end_time")
+    if not (is_int(start) and is_int(end)):
+        raise PayloadError(f"A {what} bucket lacks integer start_time/end_time: {start!r}, {end!r}")
+    assert isinstance(start, int) and isinstance(end, int)
+    return start, end, raw.get("results")

@@ -20,7 +20,7 @@ from usage_assets.admin_api.endpoints import (
     UsageEndpoint,
 )
 from usage_assets.admin_api.params import encode_query_params
-from usage_assets.admin_api.transport import AdminAPIClient, is_int
+from usage_assets.admin_api.transport import AdminAPIClient, bucket_envelope
 from usage_assets.errors import PayloadError, QueryValidationError
 
 __all__ = [
@@ -181,16 +181,7 @@ class UsageBucket:
 
     @classmethod
     def parse(cls, raw: Any, query: UsageQuery) -> UsageBucket:
-        if not isinstance(raw, dict):
-            raise PayloadError(f"A usage bucket is a {type(raw).__name__}, expected an object")
-        if raw.get("object", "bucket") != "bucket":
-            raise PayloadError(f"A usage bucket has object={raw.get('object')!r}")
-        start, end, results = raw.get("start_time"), raw.get("end_time"), raw.get("results")
-        if not (is_int(start) and is_int(end)):
-            raise PayloadError(
-                f"A usage bucket lacks integer start_time/end_time: {start!r}, {end!r}"
-            )
-        assert isinstance(start, int) and isinstance(end, int)
+        start, end, results = bucket_envelope(raw, "usage")
         if not isinstance(results, list):
             raise PayloadError(f"Usage bucket {start}: 'results' is missing or not a list")
         if end - start != query.bucket_seconds:

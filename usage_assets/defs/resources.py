@@ -128,6 +128,11 @@ class UsageDatabase(dg.ConfigurableResource):  # type: ignore[type-arg]
     auto_migrate: bool = Field(
         default=True, description="USAGE_AUTO_MIGRATE: upgrade to the Alembic head before writing."
     )
+    organization: str = Field(
+        default=settings.DEFAULT_ORGANIZATION_LABEL,
+        description="The organization this code location's rows belong to (OPENAI_ORGANIZATION, "
+        "else USAGE_ORGANIZATION_LABEL): every day's replace is scoped to it.",
+    )
 
     def engine(self) -> Engine:
         """The engine, with the schema checked (or migrated) to the code's revision."""
@@ -156,6 +161,7 @@ def usage_database_from_env() -> UsageDatabase:
     return UsageDatabase(
         url=dg.EnvVar("USAGE_DATABASE_URL") if settings.database_url() else None,
         auto_migrate=settings.auto_migrate(),
+        organization=settings.organization_label(),
     )
 
 

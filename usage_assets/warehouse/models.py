@@ -31,10 +31,29 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from usage_assets.admin_api.endpoints import COMPLETIONS, USAGE_ENDPOINTS, UsageEndpoint
+from usage_assets.settings import DEFAULT_ORGANIZATION_LABEL
 
 SCHEMA = "openai_usage"
 #: The app's Alembic version table: in our schema, never Dagster's `public.alembic_version`.
 VERSION_TABLE = "usage_assets_alembic_version"
+#: What `organization` holds for rows of a code location without OPENAI_ORGANIZATION or
+#: USAGE_ORGANIZATION_LABEL, and for rows stored before migration 0009.
+DEFAULT_ORGANIZATION = DEFAULT_ORGANIZATION_LABEL
+ORGANIZATION_COMMENT = (
+    "The OpenAI organization the row belongs to: OPENAI_ORGANIZATION, else "
+    "USAGE_ORGANIZATION_LABEL (default 'default')."
+)
+
+
+def organization_column(*, primary_key: bool = False) -> Mapped[str]:
+    """The `organization` column every table but the price tables has (first in its keys)."""
+    return mapped_column(
+        Text,
+        primary_key=primary_key,
+        server_default=DEFAULT_ORGANIZATION,
+        comment=ORGANIZATION_COMMENT,
+    )
+
 
 #: The completions endpoint's dimensions and metrics, in API order (see `endpoints`).
 DIMENSIONS: tuple[str, ...] = COMPLETIONS.dimension_names
@@ -64,6 +83,7 @@ class CompletionsUsageHourly(Base):
     __table_args__ = (
         # One row per bucket and group; NULL dimensions compare equal (PostgreSQL >= 15).
         UniqueConstraint(
+            "organization",
             "bucket_start",
             *DIMENSIONS,
             name="uq_completions_usage_hourly_bucket_group",
@@ -79,6 +99,7 @@ class CompletionsUsageHourly(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization: Mapped[str] = organization_column()
     bucket_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     bucket_end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
@@ -126,6 +147,7 @@ class UsageLoad(Base):
     __tablename__ = "usage_loads"
     __table_args__ = ({"comment": "One row per usage endpoint and loaded UTC day."},)
 
+    organization: Mapped[str] = organization_column(primary_key=True)
     endpoint: Mapped[str] = mapped_column(
         Text,
         primary_key=True,
@@ -167,6 +189,7 @@ class UsageDayRevision(Base):
         {"comment": "One row per load of a UTC day of usage: previous and new figures."},
     )
 
+    organization: Mapped[str] = organization_column(primary_key=True)
     endpoint: Mapped[str] = mapped_column(Text, primary_key=True, server_default="completions")
     usage_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     revision: Mapped[int] = mapped_column(
@@ -212,6 +235,13 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
         name,
         Base.metadata,
         Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column(
+            "organization",
+            Text,
+            nullable=False,
+            server_default=DEFAULT_ORGANIZATION,
+            comment=ORGANIZATION_COMMENT,
+        ),
         Column("bucket_start", DateTime(timezone=True), nullable=False),
         Column("bucket_end", DateTime(timezone=True), nullable=False),
         *(
@@ -230,6 +260,7 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
         ),
         Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         UniqueConstraint(
+            "organization",
             "bucket_start",
             *endpoint.dimension_names,
             name=f"uq_{name}_bucket_group",
@@ -264,6 +295,7 @@ class Project(Base):
     __tablename__ = "projects"
     __table_args__ = ({"comment": "OpenAI projects, refreshed from the Admin API."},)
 
+    organization: Mapped[str] = organization_column(primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(Text)
@@ -280,6 +312,7 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = ({"comment": "OpenAI organization users, refreshed from the Admin API."},)
 
+    organization: Mapped[str] = organization_column(primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(Text)
@@ -295,6 +328,7 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = ({"comment": "Project API keys (id, name, redacted value only)."},)
 
+    organization: Mapped[str] = organization_column(primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     project_id: Mapped[str] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(Text)
@@ -314,6 +348,7 @@ class CostDaily(Base):
     __tablename__ = "costs_daily"
     __table_args__ = (
         UniqueConstraint(
+            "organization",
             "usage_date",
             "project_id",
             "line_item",
@@ -330,6 +365,7 @@ class CostDaily(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization: Mapped[str] = organization_column()
     usage_date: Mapped[dt.date] = mapped_column(Date)
     project_id: Mapped[str | None] = mapped_column(Text)
     line_item: Mapped[str | None] = mapped_column(Text)
@@ -444,6 +480,7 @@ class ProjectDailyCost(Base):
     __tablename__ = "project_daily_costs"
     __table_args__ = (
         UniqueConstraint(
+            "organization",
             "usage_date",
             "project_id",
             "model",
@@ -456,6 +493,7 @@ class ProjectDailyCost(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization: Mapped[str] = organization_column()
     usage_date: Mapped[dt.date] = mapped_column(Date)
     project_id: Mapped[str | None] = mapped_column(Text)
     model: Mapped[str | None] = mapped_column(Text)
@@ -502,6 +540,7 @@ class ProjectDailyCostSummary(Base):
     __tablename__ = "project_daily_cost_summary"
     __table_args__ = (
         UniqueConstraint(
+            "organization",
             "usage_date",
             "project_id",
             name="uq_project_daily_cost_summary_day_project",
@@ -511,6 +550,7 @@ class ProjectDailyCostSummary(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization: Mapped[str] = organization_column()
     usage_date: Mapped[dt.date] = mapped_column(Date)
     project_id: Mapped[str | None] = mapped_column(Text)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric, comment="Sum of priced usage")
@@ -592,6 +632,7 @@ class UsageDailyCost(Base):
     __tablename__ = "usage_daily_costs"
     __table_args__ = (
         UniqueConstraint(
+            "organization",
             "usage_date",
             "project_id",
             "usage_kind",
@@ -604,6 +645,7 @@ class UsageDailyCost(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization: Mapped[str] = organization_column()
     usage_date: Mapped[dt.date] = mapped_column(Date)
     project_id: Mapped[str | None] = mapped_column(Text)
     usage_kind: Mapped[str] = mapped_column(Text, comment="The usage endpoint (see unit_prices)")

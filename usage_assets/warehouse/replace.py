@@ -81,12 +81,16 @@ def replace_partition(
     return copy_rows(conn, table, columns, rows, duplicate)
 
 
-def replace_table(engine: Engine, model: type[Any], rows: list[dict[str, Any]]) -> int:
-    """Replace a whole names table in one transaction (readers see the old rows until commit)."""
+def replace_table(
+    engine: Engine, model: type[Any], rows: list[dict[str, Any]], organization: str
+) -> int:
+    """Replace `organization`'s rows of a names table in one transaction (readers see the old
+    rows until commit; the other organizations' rows are left alone)."""
     table = model.__table__
     assert isinstance(table, Table)
-    with partition_transaction(engine, table, "", f"the names table {table.fullname}") as conn:
-        conn.execute(delete(model))
-        if rows:
-            conn.execute(insert(model), rows)  # one executemany, not row-by-row ORM adds
+    what = f"the names table {table.fullname}"
+    with partition_transaction(engine, table, organization, what) as conn:
+        conn.execute(delete(model).where(table.c.organization == organization))
+        if rows:  # one executemany, not row-by-row ORM adds
+            conn.execute(insert(model), [{**row, "organization": organization} for row in rows])
     return len(rows)

@@ -20,18 +20,25 @@ from sqlalchemy.dialects.postgresql import insert
 
 from usage_assets.admin_api.endpoints import UsageEndpoint
 from usage_assets.admin_api.rows import DayRevision, DaySummary, DayTotals, UsageRow
-from usage_assets.warehouse.models import USAGE_TABLES, UsageDayRevision, UsageLoad
+from usage_assets.warehouse.models import (
+    DEFAULT_ORGANIZATION,
+    USAGE_TABLES,
+    UsageDayRevision,
+    UsageLoad,
+)
 from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 
 @dataclass(frozen=True)
 class LoadInfo:
-    """Where a day's rows came from, recorded beside them in `usage_loads`."""
+    """Where a day's rows came from, recorded beside them in `usage_loads`; `organization` is
+    whose they are (every row, load and revision carries it; a day's replace is scoped to it)."""
 
     group_by: Sequence[str]
     simulated: bool
     source_url: str
     dagster_run_id: str | None
+    organization: str = DEFAULT_ORGANIZATION
 
 
 def usage_table(endpoint: UsageEndpoint) -> Table:
@@ -49,17 +56,19 @@ def replace_day(
     from the rows written) and the change from the previous load in `usage_day_revisions`;
     `summary.revision` reports it.
     """
-    endpoint, day = summary.endpoint, summary.day
+    endpoint, day, organization = summary.endpoint, summary.day, summary.organization
     table = usage_table(endpoint)
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     in_day = (
+        table.c.organization == organization,
         table.c.bucket_start >= start,
         table.c.bucket_start < start + dt.timedelta(days=1),
     )
     totals = _Totals(endpoint)
     what = f"{endpoint.name} usage day {day} ({table.fullname})"
-    with partition_transaction(engine, table, day.isoformat(), what) as conn:
-        previous = _previous_totals(conn, endpoint, day, in_day)
+    partition = f"{organization}/{day.isoformat()}"
+    with partition_transaction(engine, table, partition, what) as conn:
+        previous = _previous_totals(conn, summary, in_day)
         written = replace_partition(
             conn,
             table,
@@ -71,6 +80,7 @@ def replace_day(
         )
         new = DayTotals.of(endpoint, written, totals.sums())
         values: dict[str, Any] = {
+            "organization": organization,
             "endpoint": endpoint.name,
             "usage_date": day,
             "row_count": written,
@@ -89,7 +99,7 @@ def replace_day(
             insert(UsageLoad)
             .values(**values)
             .on_conflict_do_update(
-                index_elements=[UsageLoad.endpoint, UsageLoad.usage_date],
+                index_elements=[UsageLoad.organization, UsageLoad.endpoint, UsageLoad.usage_date],
                 set_={**values, "loaded_at": func.now()},
             )
         )
@@ -118,16 +128,16 @@ class _Totals:
 
 
 def _previous_totals(
-    conn: Connection,
-    endpoint: UsageEndpoint,
-    day: dt.date,
-    in_day: tuple[ColumnElement[bool], ...],
+    conn: Connection, summary: DaySummary, in_day: tuple[ColumnElement[bool], ...]
 ) -> DayTotals | None:
     """The stored day's totals, read before its rows are deleted: from `usage_loads`, or, for
     a day landed before migration 0005 recorded them there, summed from its rows (once)."""
+    endpoint = summary.endpoint
     load = conn.execute(
         select(UsageLoad.row_count, UsageLoad.totals).where(
-            UsageLoad.endpoint == endpoint.name, UsageLoad.usage_date == day
+            UsageLoad.organization == summary.organization,
+            UsageLoad.endpoint == endpoint.name,
+            UsageLoad.usage_date == summary.day,
         )
     ).one_or_none()
     if load is None:
@@ -168,7 +178,11 @@ def _record_revision(
     """Append the day's next row to `usage_day_revisions`; returns what it records."""
     endpoint, day = summary.endpoint, summary.day
     revisions = UsageDayRevision
-    of_day = (revisions.endpoint == endpoint.name, revisions.usage_date == day)
+    of_day = (
+        revisions.organization == summary.organization,
+        revisions.endpoint == endpoint.name,
+        revisions.usage_date == day,
+    )
     last, first_row = conn.execute(
         select(func.max(revisions.revision), func.min(revisions.revision)).where(*of_day)
     ).one()
@@ -185,6 +199,7 @@ def _record_revision(
         first = DayTotals.of(endpoint, int(row[0]), _totals_of(row[1]))
     conn.execute(
         insert(UsageDayRevision).values(
+            organization=summary.organization,
             endpoint=endpoint.name,
             usage_date=day,
             revision=number,

@@ -53,11 +53,11 @@ def costs_daily(
         with openai_admin.connect(context.log) as api:
             days = fetch_cost_days(api.client, first_day, end_day)
             source = api.metadata(include_request_count=single_day)
-    names = project_names(engine)
+    names = project_names(engine, usage_db.organization)
     reports = []
     with permanent_errors_fail_fast(context):
         for day in days:
-            replace_cost_day(engine, day)
+            replace_cost_day(engine, day, usage_db.organization)
             reports.append((day.day, source | costs_metadata([day], names)))
     # One line per run: each day's figures are in its own materialization.
     context.log.info(

@@ -21,7 +21,7 @@ from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.defs.usage.ingest import epoch_seconds
 from usage_assets.errors import AdminAPIError, PayloadError
 from usage_assets.markdown import md_table
-from usage_assets.warehouse.models import SCHEMA, CostDaily, Project
+from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, CostDaily, Project
 from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"
@@ -242,25 +242,31 @@ def _fetch_cost_buckets(
     return list(days.values())
 
 
-def replace_cost_day(engine: Engine, day: CostDay) -> int:
-    """Replace the day's billed costs in one transaction, under the day's advisory lock."""
+def replace_cost_day(engine: Engine, day: CostDay, organization: str = DEFAULT_ORGANIZATION) -> int:
+    """Replace `organization`'s billed costs of the day in one transaction, under the day's
+    advisory lock (the other organizations' rows of the day are left alone)."""
     table = CostDaily.__table__
     assert isinstance(table, Table)
     what = f"billed costs of {day.day} ({COSTS_TABLE})"
-    with partition_transaction(engine, table, day.day.isoformat(), what) as conn:
+    with partition_transaction(engine, table, f"{organization}/{day.day}", what) as conn:
         return replace_partition(
             conn,
             table,
-            [CostDaily.usage_date == day.day],
-            COSTS_COPY_COLUMNS,
-            day.rows,
+            [CostDaily.organization == organization, CostDaily.usage_date == day.day],
+            ("organization", *COSTS_COPY_COLUMNS),
+            ((organization, *row) for row in day.rows),
             f"The Costs API listed one grouping key twice on {day.day}.",
         )
 
 
-def project_names(engine: Engine) -> dict[str, str | None]:
+def project_names(
+    engine: Engine, organization: str = DEFAULT_ORGANIZATION
+) -> dict[str, str | None]:
     with engine.connect() as conn:
-        return {pid: name for pid, name in conn.execute(select(Project.id, Project.name))}
+        rows = conn.execute(
+            select(Project.id, Project.name).where(Project.organization == organization)
+        )
+        return {pid: name for pid, name in rows}
 
 
 def costs_metadata(

@@ -1,11 +1,12 @@
 """The names assets: projects, users and project API keys, each table replaced whole."""
 
+from collections.abc import Callable
+from typing import Any
+
 import dagster as dg
 
+from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.defs.names.ingest import (
-    API_KEYS_TABLE,
-    PROJECTS_TABLE,
-    USERS_TABLE,
     fetch_api_keys,
     fetch_projects,
     fetch_users,
@@ -19,6 +20,27 @@ from usage_assets.defs.policies import (
 from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.warehouse.models import ApiKey, Project, User
 from usage_assets.warehouse.replace import replace_table
+
+
+def _land(
+    context: dg.AssetExecutionContext,
+    openai_admin: OpenAIAdminResource,
+    usage_db: UsageDatabase,
+    model: type[Any],
+    fetch: Callable[[AdminAPIClient], list[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Fetch a names table completely, then replace this organization's rows of it in one
+    transaction; returns the rows and the metadata every names asset reports."""
+    with permanent_errors_fail_fast(context):
+        engine = usage_db.engine()
+        with openai_admin.connect(context.log) as api:
+            rows = fetch(api.client)
+            metadata: dict[str, Any] = api.metadata(include_request_count=True)
+        replace_table(engine, model, rows, usage_db.organization)
+    table = model.__table__
+    metadata.update(names_metadata(table.fullname, len(rows)))
+    metadata["organization"] = dg.MetadataValue.text(usage_db.organization)
+    return rows, metadata
 
 
 @admin_api_asset(
@@ -37,15 +59,9 @@ def openai_projects(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    with permanent_errors_fail_fast(context):
-        engine = usage_db.engine()
-        with openai_admin.connect(context.log) as api:
-            rows = fetch_projects(api.client)
-            metadata = api.metadata(include_request_count=True)
-        replace_table(engine, Project, rows)
+    rows, metadata = _land(context, openai_admin, usage_db, Project, fetch_projects)
     archived = sum(1 for row in rows if row["status"] == "archived")
     context.log.info(f"wrote {len(rows)} projects ({archived} archived)")
-    metadata.update(names_metadata(PROJECTS_TABLE, len(rows)))
     metadata["archived_projects"] = dg.MetadataValue.int(archived)
     return dg.MaterializeResult(metadata=metadata)
 
@@ -65,14 +81,8 @@ def openai_users(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    with permanent_errors_fail_fast(context):
-        engine = usage_db.engine()
-        with openai_admin.connect(context.log) as api:
-            rows = fetch_users(api.client)
-            metadata = api.metadata(include_request_count=True)
-        replace_table(engine, User, rows)
+    rows, metadata = _land(context, openai_admin, usage_db, User, fetch_users)
     context.log.info(f"wrote {len(rows)} users")
-    metadata.update(names_metadata(USERS_TABLE, len(rows)))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -93,22 +103,19 @@ def openai_api_keys(
     openai_admin: OpenAIAdminResource,
     usage_db: UsageDatabase,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    with permanent_errors_fail_fast(context):
-        engine = usage_db.engine()
-        with openai_admin.connect(context.log) as api:
-            # The project list is fetched again, not read from `projects`: keys of every
-            # project that exists now, even when that table is stale.
-            projects = fetch_projects(api.client)
-            rows = fetch_api_keys(api.client, [project["id"] for project in projects])
-            metadata = api.metadata(include_request_count=True)
-        replace_table(engine, ApiKey, rows)
+    projects: list[dict[str, Any]] = []
+
+    def fetch(client: AdminAPIClient) -> list[dict[str, Any]]:
+        # The project list is fetched again, not read from `projects`: keys of every project
+        # that exists now, even when that table is stale.
+        projects.extend(fetch_projects(client))
+        return fetch_api_keys(client, [project["id"] for project in projects])
+
+    rows, metadata = _land(context, openai_admin, usage_db, ApiKey, fetch)
     context.log.info(f"wrote {len(rows)} API keys of {len(projects)} projects")
-    metadata.update(names_metadata(API_KEYS_TABLE, len(rows)))
     metadata["projects"] = dg.MetadataValue.int(len(projects))
     return dg.MaterializeResult(metadata=metadata)
 
-
-#: Every asset of this module, for `definitions.py`.
 
 #: The names assets, for `definitions.py`.
 NAMES_ASSETS: list[dg.AssetsDefinition] = [openai_projects, openai_users, openai_api_keys]

@@ -57,6 +57,7 @@ def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
         "dagster/row_count": dg.MetadataValue.int(day.row_count),
         "dagster/table_name": dg.MetadataValue.text(usage_table(endpoint).fullname),
         "usage_date": dg.MetadataValue.text(day.day.isoformat()),
+        "organization": dg.MetadataValue.text(day.organization),
         "hourly_buckets": dg.MetadataValue.int(day.bucket_count),
     }
     gauges = {m.name for m in endpoint.metrics if m.gauge}
@@ -251,6 +252,7 @@ def _materialize(
                 simulated=api.simulated,
                 source_url=api.source_url,
                 dagster_run_id=context.run.run_id,
+                organization=usage_db.organization,
             )
             loaded = ingest_days(
                 api.client, engine, first_day, end_day, group_by, info, endpoint=endpoint

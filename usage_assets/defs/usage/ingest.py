@@ -131,7 +131,8 @@ def _ingest_from(
     """One query for [first_day, end_day); raises IncompleteDayError at the first short day."""
     query = usage_query_for_days(first_day, end_day, group_by, endpoint)
     expected = first_day
-    for summary, rows in split_by_day(iter_usage_buckets(client, query), endpoint):
+    buckets = iter_usage_buckets(client, query)
+    for summary, rows in split_by_day(buckets, endpoint, info.organization):
         yield from _days_without_buckets(engine, endpoint, expected, summary.day, info, now)
         summary.hours_begun = hours_begun(summary.day, now)
         replace_day(engine, summary, _then_check(summary, rows), info)
@@ -158,7 +159,12 @@ def _days_without_buckets(
     rows stay); today (or a later day) with no hour reported yet is written as empty."""
     day = first
     while day < end:
-        summary = DaySummary(day, hours_begun=hours_begun(day, now), endpoint=endpoint)
+        summary = DaySummary(
+            day,
+            hours_begun=hours_begun(day, now),
+            endpoint=endpoint,
+            organization=info.organization,
+        )
         replace_day(engine, summary, _then_check(summary, iter(())), info)
         yield summary
         day += dt.timedelta(days=1)
