@@ -474,11 +474,17 @@ FROM {S}.vector_stores_usage_hourly v
 GROUP BY 1, 2
 """
 
+#: 0007's, but its columns listed where 0007 read `r.*` (the same view): `r.*` would now
+#: include `organization`, which 0009's downgrade drops.
 OLD_REVISIONS_VIEW = f"""
 CREATE VIEW {S}.v_usage_day_revisions AS
 WITH r AS (
     SELECT
-        r.*,
+        r.endpoint, r.usage_date, r.revision, r.dagster_run_id, r.loaded_at, r.day_closed,
+        r.bucket_count, r.previous_row_count, r.new_row_count, r.previous_input_tokens,
+        r.new_input_tokens, r.previous_output_tokens, r.new_output_tokens,
+        r.previous_num_model_requests, r.new_num_model_requests, r.previous_volume,
+        r.new_volume, r.previous_totals, r.new_totals,
         extract(epoch FROM r.loaded_at - ((r.usage_date + 1)::timestamp AT TIME ZONE 'UTC'))
             AS seconds_after_close,
         r.previous_input_tokens + r.previous_output_tokens AS previous_tokens,

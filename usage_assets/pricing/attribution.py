@@ -40,7 +40,7 @@ from usage_assets.pricing.prices import (
     sync_price_snapshot,
     sync_unit_price_snapshot,
 )
-from usage_assets.warehouse.models import SCHEMA, TOKEN_KINDS, USAGE_KINDS
+from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, TOKEN_KINDS, USAGE_KINDS
 from usage_assets.warehouse.replace import lock_partition
 
 S = SCHEMA
@@ -129,8 +129,6 @@ GROUP BY organization, usage_date, project_id
 """
 
 PRICING_WORK_MEM = "256MB"
-#: The organization of rows written before there were several (the columns' default, 0009).
-DEFAULT_ORGANIZATION = "default"
 
 
 @dataclass

@@ -9,12 +9,8 @@ from sqlalchemy import Engine
 from usage_assets.defs.attribution.assets import project_daily_costs, usage_daily_costs
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.resources import PricingResource, UsageDatabase
-from usage_assets.pricing.attribution import (
-    DEFAULT_ORGANIZATION,
-    families_markdown,
-    gaps_markdown,
-    reconcile,
-)
+from usage_assets.pricing.attribution import families_markdown, gaps_markdown, reconcile
+from usage_assets.warehouse.models import DEFAULT_ORGANIZATION
 
 #: Without a partition (the check run on its own from the UI), look at this many recent days.
 UNPARTITIONED_LOOKBACK_DAYS = 7
