@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Engine, text
 
 from usage_assets.markdown import md_table
 from usage_assets.pricing.prices import (
-    OVERRIDE_SOURCE,
     UNIT_KINDS,
     PriceRow,
     SyncReport,
@@ -77,22 +76,10 @@ SELECT a.organization, a.usage_date, a.project_id, a.model, a.batch, a.service_t
        END
 FROM a
 LEFT JOIN {S}.model_aliases al ON al.model = a.model
-LEFT JOIN LATERAL (
-    SELECT p AS price
-    FROM {S}.model_prices p
-    WHERE p.model_ref = al.model_ref
-      AND p.superseded_at IS NULL
-      AND p.batch = coalesce(a.batch, false)
-      -- 'scale' is prepaid capacity: estimated at the default rates unless overridden.
-      AND p.service_tier IN (coalesce(a.service_tier, 'default'),
-                             CASE WHEN a.service_tier = 'scale' THEN 'default' END)
-      AND p.effective_from <= a.usage_date
-      AND (p.effective_to IS NULL OR a.usage_date < p.effective_to)
-    ORDER BY (p.source = '{OVERRIDE_SOURCE}') DESC,
-             (p.service_tier = coalesce(a.service_tier, 'default')) DESC,
-             p.effective_from DESC
-    LIMIT 1
-) mp ON true
+-- Which price row: the rule is the SQL function model_price_for() (migration 0011).
+CROSS JOIN LATERAL (
+    SELECT {S}.model_price_for(al.model_ref, a.batch, a.service_tier, a.usage_date) AS price
+) mp
 CROSS JOIN LATERAL (SELECT {S}.estimate_cost_usd(mp.price, {KIND_ARGS}) AS cost_usd) priced
 """
 
