@@ -77,9 +77,10 @@ SELECT a.organization, a.usage_date, a.project_id, a.model, a.batch, a.service_t
 FROM a
 LEFT JOIN {S}.model_aliases al ON al.model = a.model
 -- Which price row: the rule is the SQL function model_price_for() (migration 0011).
-CROSS JOIN LATERAL (
-    SELECT {S}.model_price_for(al.model_ref, a.batch, a.service_tier, a.usage_date) AS price
-) mp
+LEFT JOIN LATERAL (
+    SELECT p AS price
+    FROM {S}.model_price_for(al.model_ref, a.batch, a.service_tier, a.usage_date) p
+) mp ON true
 CROSS JOIN LATERAL (SELECT {S}.estimate_cost_usd(mp.price, {KIND_ARGS}) AS cost_usd) priced
 """
 
