@@ -146,3 +146,17 @@ def test_the_two_organization_workspace_names_two_locations() -> None:
     servers = [entry["grpc_server"] for entry in workspace["load_from"]]
     assert len({s["location_name"] for s in servers}) == 2
     assert len({s["port"] for s in servers}) == 2
+
+
+def test_a_day_cannot_be_written_under_another_organizations_load(engine: Engine) -> None:
+    """The rows carry the day's organization; a load record of another one would misfile it."""
+    import datetime as dt
+
+    from usage_assets.admin_api.rows import DaySummary
+    from usage_assets.warehouse.usage_days import LoadInfo, replace_day
+
+    info = LoadInfo(group_by=(), simulated=True, source_url="t", dagster_run_id=None)
+    summary = DaySummary(dt.date(2025, 11, 20), organization="org-prod")
+    with pytest.raises(ValueError, match="org-prod"):
+        replace_day(engine, summary, [], info)
+    assert counts(engine, "usage_loads") == {}

@@ -54,7 +54,7 @@ MASKED_PASSWORD = "***"
 #: The whole pg_hba.conf: password over loopback TCP, nothing else (no trust, no replication,
 #: no Unix socket). Rewritten on every start, so an edit cannot quietly reopen the server.
 PG_HBA_CONF = """\
-# Written by usage_assets (embedded_db.py) on every start: edits are overwritten.
+# Written by usage_assets (warehouse/embedded.py) on every start: edits are overwritten.
 # Password (scram-sha-256) over loopback TCP only; no trust, no replication connections.
 host    all    all    127.0.0.1/32    scram-sha-256
 host    all    all    ::1/128         scram-sha-256

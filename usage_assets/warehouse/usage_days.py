@@ -1,7 +1,7 @@
 """Write one UTC day of an endpoint's usage atomically: delete the day, COPY its rows, record
 the load and what it changed (`usage_day_revisions`).
 
-All of it happens in one transaction, under the day's advisory lock (`partition_replace`), so
+All of it happens in one transaction, under the day's advisory lock (`warehouse.replace`), so
 two runs of the same day cannot interleave. Rows are streamed into the COPY as the pages
 arrive, so memory stays at about one page whatever the day's size; if anything fails (a drifted
 row on the last page, a lost connection, a killed process), PostgreSQL rolls back and the
@@ -57,6 +57,11 @@ def replace_day(
     `summary.revision` reports it.
     """
     endpoint, day, organization = summary.endpoint, summary.day, summary.organization
+    if organization != info.organization:  # the rows carry the summary's: one of them is wrong
+        raise ValueError(
+            f"day {day} of organization {organization!r} written with the load info of "
+            f"{info.organization!r}"
+        )
     table = usage_table(endpoint)
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     in_day = (
