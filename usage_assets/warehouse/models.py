@@ -671,3 +671,83 @@ class UsageDailyCost(Base):
     computed_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+# --------------------------------------------------------------------------- chargeback
+
+
+class CostAllocationDaily(Base):
+    """The bill split over the usage behind it: each billed amount of a day, project and line
+    item (and API key or user where the Costs grouping has them) shared out over the usage rows
+    of the same line-item family in proportion to their estimated cost, so that per day, project
+    and line item the rows sum to the billed amount exactly."""
+
+    __tablename__ = "cost_allocation_daily"
+    __table_args__ = (
+        UniqueConstraint(
+            "organization",
+            "usage_date",
+            "project_id",
+            "line_item",
+            "api_key_id",
+            "user_id",
+            "model",
+            "usage_kind",
+            name="uq_cost_allocation_daily_grain",
+            postgresql_nulls_not_distinct=True,
+        ),
+        {
+            "comment": "Billed cost allocated per UTC day, project, line item, API key, user, "
+            "model and usage kind; sums to costs_daily exactly."
+        },
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization: Mapped[str] = organization_column()
+    usage_date: Mapped[dt.date] = mapped_column(Date)
+    project_id: Mapped[str | None] = mapped_column(
+        Text, comment="The billed project (NULL: the default project)."
+    )
+    line_item: Mapped[str | None] = mapped_column(Text, comment="The billed line item.")
+    api_key_id: Mapped[str | None] = mapped_column(
+        Text, comment="The API key of the usage the share went to (NULL: no key, or unallocated)."
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        Text, comment="The user of the usage the share went to (NULL: no user, or unallocated)."
+    )
+    model: Mapped[str | None] = mapped_column(
+        Text, comment="The usage's model (unallocated: the line item's model, if it names one)."
+    )
+    usage_kind: Mapped[str] = mapped_column(
+        Text,
+        comment="The line item's family: the usage endpoint (completions, images, ...) or "
+        "'other' when the line item names none.",
+    )
+    allocated_usd: Mapped[Decimal] = mapped_column(
+        Numeric,
+        comment="This row's share of the billed amount, in whole 1e-6 USD (largest remainder); "
+        "any sub-micro-dollar rest of the bill goes to the largest share.",
+    )
+    currency: Mapped[str] = mapped_column(Text, server_default="usd")
+    estimated_usd: Mapped[Decimal | None] = mapped_column(
+        Numeric,
+        comment="Estimated (list price) cost of the usage behind the share; NULL when "
+        "unallocated or unpriced.",
+    )
+    quantity: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="The share of the line item's billed quantity, in quantity_unit."
+    )
+    quantity_unit: Mapped[str | None] = mapped_column(
+        Text, comment="The billed quantity's unit (tokens, images, ...)."
+    )
+    allocation_basis: Mapped[str | None] = mapped_column(
+        Text,
+        comment="What the shares are proportional to: 'estimated cost of the token kind', "
+        "'estimated cost of the model', 'estimated cost', 'usage quantity'; NULL: unallocated.",
+    )
+    unallocated_reason: Mapped[str | None] = mapped_column(
+        Text, comment="Why no usage took this billed amount; NULL when allocated."
+    )
+    computed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
