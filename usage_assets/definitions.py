@@ -5,15 +5,17 @@ from __future__ import annotations
 import dagster as dg
 
 from usage_assets import settings
-from usage_assets.defs.attribution.assets import COST_ASSETS, follow_usage_sensor
+from usage_assets.defs.attribution.assets import COST_ASSETS
 from usage_assets.defs.attribution.checks import CHECKS
 from usage_assets.defs.automation import (
     FRESHNESS_CHECKS,
     FRESHNESS_SENSORS,
     JOBS,
     build_schedules,
+    follow_usage_sensor,
 )
 from usage_assets.defs.billing.assets import BILLING_ASSETS
+from usage_assets.defs.chargeback.allocation import CHARGEBACK_ASSETS
 from usage_assets.defs.names.assets import NAMES_ASSETS
 from usage_assets.defs.partitions import daily_utc_partitions_from
 from usage_assets.defs.resources import (
@@ -43,7 +45,7 @@ def _repartitioned(
 def build_definitions(config: settings.Settings) -> dg.Definitions:
     """Every asset, check, job, schedule, sensor and resource, for the settings `config`."""
     partitions = daily_utc_partitions_from(config.start_date)
-    assets = [*USAGE_ASSETS, *COST_ASSETS, *BILLING_ASSETS, *NAMES_ASSETS]
+    assets = [*USAGE_ASSETS, *COST_ASSETS, *BILLING_ASSETS, *NAMES_ASSETS, *CHARGEBACK_ASSETS]
     return dg.Definitions(
         assets=_repartitioned(assets, partitions),
         asset_checks=[*CHECKS, *FRESHNESS_CHECKS],

@@ -23,6 +23,7 @@ from usage_assets.defs.automation import (
     yesterday_status,
 )
 from usage_assets.defs.billing.assets import costs_daily
+from usage_assets.defs.chargeback.allocation import cost_allocation_daily
 from usage_assets.defs.policies import MAX_DAYS_PER_RUN, permanent_errors_fail_fast
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.defs.usage.assets import USAGE_ASSETS, completions_usage_hourly
@@ -37,6 +38,7 @@ PARTITIONED = [
     usage_daily_costs,
     project_daily_cost_summary,
     costs_daily,
+    cost_allocation_daily,
 ]
 USAGE = dg.AssetKey("completions_usage_hourly")
 

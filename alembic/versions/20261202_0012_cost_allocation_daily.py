@@ -8,6 +8,8 @@ Create Date: 2026-12-02 06:14:59
   user where the Costs grouping has them) split over the usage of the same line-item family in
   proportion to its estimated cost; per day, project and line item the rows sum to the billed
   amount exactly. Billed cost with no usage behind it is a row with an `unallocated_reason`.
+- `v_cost_allocation_daily`: spend per day, project, API key, user, model and usage kind, with
+  names, that sums to the invoice (the allocation's line items summed).
 
 Frozen like every migration: the SQL is written out here, nothing is imported from the app.
 """
@@ -31,6 +33,27 @@ GRAIN_COLUMNS = [
     "organization", "usage_date", "project_id", "line_item", "api_key_id", "user_id", "model",
     "usage_kind",
 ]  # fmt: skip
+
+
+VIEW = f"""
+CREATE VIEW {S}.v_cost_allocation_daily AS
+SELECT a.organization, a.usage_date, a.project_id,
+       coalesce(p.name, a.project_id, '(default project)') AS project_name,
+       a.api_key_id, k.name AS api_key_name, k.redacted_value AS api_key_redacted,
+       a.user_id, coalesce(u.email, u.name) AS user_name, a.model, a.usage_kind,
+       sum(a.allocated_usd) AS billed_usd,
+       sum(a.estimated_usd) AS estimated_usd,
+       coalesce(sum(a.allocated_usd) FILTER (WHERE a.unallocated_reason IS NOT NULL), 0)
+           AS unallocated_usd,
+       count(*) AS line_items,
+       min(a.currency) AS currency
+FROM {S}.cost_allocation_daily a
+LEFT JOIN {S}.projects p ON p.organization = a.organization AND p.id = a.project_id
+LEFT JOIN {S}.api_keys k ON k.organization = a.organization AND k.id = a.api_key_id
+LEFT JOIN {S}.users u ON u.organization = a.organization AND u.id = a.user_id
+GROUP BY a.organization, a.usage_date, a.project_id, p.name, a.api_key_id, k.name,
+         k.redacted_value, a.user_id, u.email, u.name, a.model, a.usage_kind
+"""
 
 
 def unique_nulls_equal(table: str, name: str, columns: list[str]) -> None:
@@ -141,7 +164,9 @@ def upgrade() -> None:
         comment="Billed cost allocated per UTC day, project, line item, API key, user, model and usage kind; sums to costs_daily exactly.",
     )
     unique_nulls_equal(TABLE, GRAIN, GRAIN_COLUMNS)
+    op.execute(VIEW)
 
 
 def downgrade() -> None:
+    op.execute(f"DROP VIEW {S}.v_cost_allocation_daily")
     op.drop_table(TABLE, schema=S)

@@ -9,12 +9,15 @@ from typing import Any
 import dagster as dg
 
 from usage_assets import settings
+from usage_assets.defs.attribution.assets import GROUP as COST_GROUP
 from usage_assets.defs.attribution.assets import (
     project_daily_cost_summary,
     project_daily_costs,
     usage_daily_costs,
 )
 from usage_assets.defs.billing.assets import costs_daily
+from usage_assets.defs.chargeback.allocation import GROUP as CHARGEBACK_GROUP
+from usage_assets.defs.chargeback.allocation import cost_allocation_daily
 from usage_assets.defs.names.assets import openai_api_keys, openai_projects, openai_users
 from usage_assets.defs.usage.assets import USAGE_ASSETS
 
@@ -26,9 +29,20 @@ usage_daily_job = dg.define_asset_job(
         usage_daily_costs,
         project_daily_cost_summary,
         costs_daily,
+        cost_allocation_daily,
     ],
-    description="Usage of every endpoint, estimated costs and billed costs for a range of UTC "
-    "days.",
+    description="Usage of every endpoint, estimated costs, billed costs and their allocation "
+    "for a range of UTC days.",
+)
+
+#: Evaluates the cost and chargeback assets' automation conditions (they follow their upstream
+#: partitions); running by default so nobody has to click.
+follow_usage_sensor = dg.AutomationConditionSensorDefinition(
+    "cost_attribution_follows_usage",
+    target=dg.AssetSelection.groups(COST_GROUP, CHARGEBACK_GROUP),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Recomputes cost and chargeback partitions after their upstream partitions change.",
 )
 
 names_daily_job = dg.define_asset_job(

@@ -130,7 +130,8 @@ def days_between(first: dt.date, end: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((end - first).days)]
 
 
-def _bounds(first: dt.date, end: dt.date, organization: str | None) -> dict[str, Any]:
+def period_bounds(first: dt.date, end: dt.date, organization: str | None) -> dict[str, Any]:
+    """The bind parameters of [first, end) for the cost SQL: days and UTC timestamps."""
     return {
         "organization": organization,
         "first": first,
@@ -140,7 +141,7 @@ def _bounds(first: dt.date, end: dt.date, organization: str | None) -> dict[str,
     }
 
 
-def _lock_days(
+def lock_days(
     conn: Connection, table: str, first: dt.date, end: dt.date, organization: str
 ) -> None:
     """The advisory lock of each day of `organization`'s rows of a cost table: two runs of the
@@ -174,7 +175,7 @@ def _price_days(
     reprice: bool,
     organization: str,
 ) -> SyncReport:
-    bounds = _bounds(first, end, organization)
+    bounds = period_bounds(first, end, organization)
     report = sync_price_snapshot(conn, prices, reprice=reprice)
     models = conn.execute(
         text(
@@ -185,7 +186,7 @@ def _price_days(
         bounds,
     ).scalars()
     sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
-    _lock_days(conn, "project_daily_costs", first, end, organization)
+    lock_days(conn, "project_daily_costs", first, end, organization)
     # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
     conn.execute(
@@ -205,12 +206,20 @@ def _price_days(
 # --------------------------------------------------------------------------- unit pricing
 
 
-def _unit_source_sql(kind: UnitKind) -> str:
+def unit_usage_sql(kind: UnitKind, *, by_key: bool = False) -> str:
     """One organization's usage of a kind per day, project, model and priced dimensions, in
-    the usage's own unit."""
+    the usage's own unit; `by_key`: also per API key and user (NULL where the endpoint has
+    none), the grain the bill is allocated over."""
+    keys = ""
+    if by_key:
+        keys = (
+            "api_key_id, user_id, "
+            if "api_key_id" in kind.endpoint.dimension_names
+            else "NULL::text AS api_key_id, NULL::text AS user_id, "
+        )
     if kind.name == "vector_stores":  # a gauge: GiB-days come from the view
         return (
-            "SELECT organization, usage_date, project_id, NULL::text AS model, "
+            f"SELECT organization, usage_date, project_id, {keys}NULL::text AS model, "
             "'{}'::jsonb AS detail, gib_days AS quantity, NULL::bigint AS num_model_requests "
             f"FROM {S}.v_vector_store_storage_daily "
             "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end"
@@ -224,13 +233,14 @@ def _unit_source_sql(kind: UnitKind) -> str:
         if "num_model_requests" in endpoint.metric_names
         else "NULL::bigint"
     )
+    group = ", ".join(str(n) for n in range(1, 8 if by_key else 6))
     return (
         "SELECT organization, (bucket_start AT TIME ZONE 'UTC')::date AS usage_date, "
-        f"project_id, {model} AS model, {detail} AS detail, "
+        f"project_id, {keys}{model} AS model, {detail} AS detail, "
         f"sum({kind.metric})::numeric AS quantity, {requests} AS num_model_requests "
         f"FROM {S}.{endpoint.table_name} "
         "WHERE organization = :organization AND bucket_start >= :start "
-        "AND bucket_start < :end_ts GROUP BY 1, 2, 3, 4, 5"
+        f"AND bucket_start < :end_ts GROUP BY {group}"
     )
 
 
@@ -244,7 +254,7 @@ def unit_cost_sql(kind: UnitKind) -> str:
 INSERT INTO {S}.usage_daily_costs (
     organization, usage_date, project_id, usage_kind, model, detail, quantity, unit,
     num_model_requests, free_quantity, unit_price_id, cost_usd, unpriced_reason)
-WITH a AS ({_unit_source_sql(kind)}),
+WITH a AS ({unit_usage_sql(kind)}),
 priced AS MATERIALIZED (
     SELECT a.*, {S}.unit_price_for('{kind.name}', a.model, al.model_ref, a.detail, a.usage_date)
            AS price
@@ -306,7 +316,7 @@ def _price_unit_days(
     reprice: bool,
     organization: str,
 ) -> SyncReport:
-    bounds = _bounds(first, end, organization)
+    bounds = period_bounds(first, end, organization)
     report = sync_unit_price_snapshot(conn, prices, reprice=reprice)
     models = conn.execute(
         text(
@@ -321,7 +331,7 @@ def _price_unit_days(
         bounds,
     ).scalars()
     sync_model_aliases(conn, list(models), override_models)
-    _lock_days(conn, "usage_daily_costs", first, end, organization)
+    lock_days(conn, "usage_daily_costs", first, end, organization)
     conn.execute(
         text(
             f"DELETE FROM {S}.usage_daily_costs WHERE organization = :organization "
@@ -344,8 +354,8 @@ def summarize_costs(
 
 
 def _summarize_days(conn: Connection, first: dt.date, end: dt.date, organization: str) -> int:
-    bounds = _bounds(first, end, organization)
-    _lock_days(conn, "project_daily_cost_summary", first, end, organization)
+    bounds = period_bounds(first, end, organization)
+    lock_days(conn, "project_daily_cost_summary", first, end, organization)
     conn.execute(
         text(
             f"DELETE FROM {S}.project_daily_cost_summary WHERE organization = :organization "
@@ -429,7 +439,7 @@ def recompute_costs(
     overrides, unit_overrides = load_price_file(inputs.override_file)  # fails before writes
     prices = [*genai_price_rows(), *overrides]
     unit_prices = unit_price_rows(unit_overrides)
-    bounds = _bounds(first, end, organization)
+    bounds = period_bounds(first, end, organization)
     with engine.connect() as conn:
         pairs = [(str(o), d) for o, d in conn.execute(text(COST_DAYS_SQL), bounds)]
     before = after = Decimal(0)
@@ -468,7 +478,7 @@ class CostTotals:
 def cost_totals(
     engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> CostTotals:
-    bounds = _bounds(first, end, organization)
+    bounds = period_bounds(first, end, organization)
     with engine.connect() as conn:
         row = conn.execute(
             text(
@@ -505,7 +515,7 @@ def cost_totals(
 def raw_totals(
     engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> tuple[int, int, int]:
-    bounds = _bounds(first, end, organization)
+    bounds = period_bounds(first, end, organization)
     with engine.connect() as conn:
         row = conn.execute(
             text(
@@ -537,7 +547,7 @@ def kind_mismatches(
                     f"AND ({inputs} <> input_tokens OR {outputs} <> output_tokens "
                     f"OR {CACHE_WRITE_TOTAL} <> {parts})"
                 ),
-                _bounds(first, end, organization),
+                period_bounds(first, end, organization),
             ).scalar_one()
         )
 
@@ -558,7 +568,7 @@ def unpriced_usage(
                     "AND usage_date >= :first AND usage_date < :end "
                     "GROUP BY 1, 2, 3, 4 ORDER BY tokens DESC"
                 ),
-                _bounds(first, end, organization),
+                period_bounds(first, end, organization),
             )
         ]
 
@@ -578,7 +588,7 @@ def negative_values(
                     "AND usage_date >= :first AND usage_date < :end "
                     f"AND ({condition})"
                 ),
-                _bounds(first, end, organization),
+                period_bounds(first, end, organization),
             ).scalar_one()
         )
 
@@ -735,7 +745,7 @@ def reconcile(
     item), per line-item family, and per completions model and token kind: its billed rows
     (`costs_daily`) only against its own estimates, so a project id or the default project
     (NULL) of another organization never counts."""
-    bounds = _bounds(first, end, organization)
+    bounds = period_bounds(first, end, organization)
     with engine.connect() as conn:
         projects = [
             Gap(d, p, "all usage", Decimal(e), Decimal(b))
@@ -829,7 +839,7 @@ def unit_cost_totals(
                 "AND usage_date >= :first AND usage_date < :end "
                 "GROUP BY usage_kind"
             ),
-            _bounds(first, end, organization),
+            period_bounds(first, end, organization),
         ).all()
     return {
         kind: KindTotals(kind, unit, int(n), Decimal(q), Decimal(c), int(un), Decimal(uq))
@@ -841,7 +851,7 @@ def raw_unit_quantities(
     engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> dict[str, Decimal]:
     """Each kind's usage straight from its table (or view), in its priced unit."""
-    bounds = _bounds(first, end, organization)
+    bounds = period_bounds(first, end, organization)
     quantities: dict[str, Decimal] = {}
     with engine.connect() as conn:
         for name, kind in UNIT_KINDS.items():
@@ -890,7 +900,7 @@ def unpriced_unit_usage(
                     "AND usage_date >= :first AND usage_date < :end "
                     "GROUP BY 1, 2 ORDER BY 1, quantity DESC"
                 ),
-                _bounds(first, end, organization),
+                period_bounds(first, end, organization),
             )
         ]
 
@@ -908,7 +918,7 @@ def unit_negative_values(
                     "free_quantity < 0 OR free_quantity > quantity OR cost_usd < 0 OR "
                     "num_model_requests < 0)"
                 ),
-                _bounds(first, end, organization),
+                period_bounds(first, end, organization),
             ).scalar_one()
         )
 
@@ -925,6 +935,6 @@ def summary_totals(
                 f"coalesce(sum(unpriced_usage_rows), 0) FROM {S}.project_daily_cost_summary "
                 "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end"
             ),
-            _bounds(first, end, organization),
+            period_bounds(first, end, organization),
         ).one()
     return int(row[0]), Decimal(row[1]), int(row[2]), int(row[3])

@@ -71,15 +71,6 @@ SUMMARY_FOLLOWS_UPSTREAM = FOLLOW_UPSTREAM.replace(
     dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets("usage_daily_costs")),
 )
 
-#: Evaluates FOLLOW_UPSTREAM; running by default so nobody has to click.
-follow_usage_sensor = dg.AutomationConditionSensorDefinition(
-    "cost_attribution_follows_usage",
-    target=dg.AssetSelection.groups(GROUP),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description="Recomputes cost partitions after their usage partitions change.",
-)
-
 
 def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(name, asset=asset, description=description)
@@ -88,6 +79,7 @@ def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
 def cost_table_asset(
     table: type[Base],
     automation_condition: dg.AutomationCondition[dg.AssetKey] = FOLLOW_UPSTREAM,
+    group_name: str = GROUP,
     **options: Any,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for a daily-partitioned table computed in PostgreSQL from other tables."""
@@ -95,7 +87,7 @@ def cost_table_asset(
         partitions_def=daily_utc_partitions,
         backfill_policy=RANGE_BACKFILL,
         freshness_policy=DAILY_FRESHNESS,
-        group_name=GROUP,
+        group_name=group_name,
         kinds={"postgres", "sql"},
         owners=[OWNER],
         automation_condition=automation_condition,

@@ -1,0 +1,360 @@
+"""The bill allocated over the usage behind it, exactly.
+
+Each billed amount of a day, project and line item (and API key or user where the Costs API
+grouping has them, see `costs_daily.group_by`) is shared out over the usage rows of the same
+line-item family (`line_item_family()`) of that project and day, per API key, user, model and
+usage kind, in proportion to the first of these that is positive for some candidate:
+
+1. the estimated cost of the line item's token kind of the line item's model
+   ("gpt-4o, cached input" -> the cached input cost of gpt-4o usage);
+2. the estimated cost of the line item's model;
+3. the estimated cost of the family's usage;
+4. the usage quantity (usage that could not be priced still takes its share).
+
+A billed amount with no candidate is kept as one row with an `unallocated_reason`. Shares are
+whole micro-dollars by the largest-remainder rule, computed with exact numeric integer division,
+so per day, project and line item the rows sum to the billed amount exactly; a bill with more
+than six decimals gives its sub-micro-dollar rest to its largest share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from usage_assets.pricing.attribution import (
+    KIND_SUMS,
+    lock_days,
+    period_bounds,
+    unit_usage_sql,
+)
+from usage_assets.pricing.prices import UNIT_KINDS
+from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, TOKEN_KINDS
+
+S = SCHEMA
+TABLE = "cost_allocation_daily"
+#: Shares are whole units of this many USD (the largest-remainder rule's quantum).
+MICRO_USD = Decimal("0.000001")
+_ARGS = ", ".join(f"a.{kind}" for kind in TOKEN_KINDS)
+
+#: Tokens of each billed token kind (the kinds of `estimate_cost_by_kind()`, migration 0004).
+_TOKENS_BY_KIND = """(VALUES
+    ('input', a.input_text_uncached_tokens + a.input_audio_uncached_tokens
+              + a.input_image_uncached_tokens),
+    ('cached input', a.input_text_cached_tokens + a.input_audio_cached_tokens
+                     + a.input_image_cached_tokens),
+    ('cache writes', a.input_cache_write_30m_tokens),
+    ('cache writes - 12hr', a.input_cache_write_12h_tokens),
+    ('output', a.output_text_tokens + a.output_audio_tokens + a.output_image_tokens)
+)"""
+
+#: Completions usage per day, project, key, user, model and token kind, with the estimated
+#: cost of each kind at the price its day's cost row used.
+_COMPLETIONS_BASIS = f"""
+SELECT a.organization, a.usage_date, a.project_id, a.api_key_id, a.user_id, a.model,
+       'completions' AS usage_kind, k.line_item_kind, k.cost_usd AS estimated_usd,
+       q.tokens::numeric AS quantity
+FROM (
+    SELECT organization, usage_date, project_id, api_key_id, user_id, model, batch,
+           service_tier, {KIND_SUMS}
+    FROM {S}.v_usage_token_kinds
+    WHERE organization = :organization AND bucket_start >= :start AND bucket_start < :end_ts
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+) a
+LEFT JOIN {S}.project_daily_costs c
+       ON c.organization = a.organization AND c.usage_date = a.usage_date
+      AND c.project_id IS NOT DISTINCT FROM a.project_id AND c.model IS NOT DISTINCT FROM a.model
+      AND c.batch IS NOT DISTINCT FROM a.batch
+      AND c.service_tier IS NOT DISTINCT FROM a.service_tier
+LEFT JOIN {S}.model_prices mp ON mp.price_id = c.price_id
+CROSS JOIN LATERAL {S}.estimate_cost_by_kind(mp, {_ARGS}) k
+JOIN LATERAL {_TOKENS_BY_KIND} q(line_item_kind, tokens) ON q.line_item_kind = k.line_item_kind
+"""
+
+
+def _unit_basis(name: str) -> str:
+    """A non-token kind's usage per day, project, key, user and model, with its share of the
+    estimated cost of its `usage_daily_costs` row (cost is linear in quantity within a row, and
+    a free allowance is shared pro rata, so the quantity's share is the cost's share)."""
+    kind = UNIT_KINDS[name]
+    quantity = "s.quantity" if kind.per == 1 else f"s.quantity / {kind.per}"
+    return f"""
+SELECT s.organization, s.usage_date, s.project_id, s.api_key_id, s.user_id, s.model,
+       '{name}' AS usage_kind, NULL::text AS line_item_kind,
+       u.cost_usd * {quantity} / nullif(u.quantity, 0) AS estimated_usd, {quantity} AS quantity
+FROM ({unit_usage_sql(kind, by_key=True)}) s
+LEFT JOIN {S}.usage_daily_costs u
+       ON u.organization = s.organization AND u.usage_date = s.usage_date
+      AND u.project_id IS NOT DISTINCT FROM s.project_id AND u.usage_kind = '{name}'
+      AND u.model IS NOT DISTINCT FROM s.model AND u.detail = s.detail
+"""
+
+
+BASIS_SQL = "\nUNION ALL\n".join([_COMPLETIONS_BASIS, *(_unit_basis(n) for n in UNIT_KINDS)])
+
+ALLOCATE_SQL = f"""
+INSERT INTO {S}.{TABLE} (
+    organization, usage_date, project_id, line_item, api_key_id, user_id, model, usage_kind,
+    allocated_usd, currency, estimated_usd, quantity, quantity_unit, allocation_basis,
+    unallocated_reason)
+WITH basis AS MATERIALIZED ({BASIS_SQL}),
+billed AS MATERIALIZED (
+    SELECT row_number() OVER () AS gid, g.*
+    FROM (
+        SELECT organization, usage_date, project_id, line_item, api_key_id, user_id,
+               {S}.line_item_family(line_item, quantity_unit) AS family,
+               line_item_model, line_item_kind,
+               'api_key_id' = ANY(coalesce(group_by, '{{}}')) AS by_key,
+               'user_id' = ANY(coalesce(group_by, '{{}}')) AS by_user,
+               sum(amount_usd) AS billed_usd, sum(quantity) AS billed_quantity,
+               min(quantity_unit) AS quantity_unit, min(currency) AS currency
+        FROM {S}.costs_daily
+        WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    ) g
+),
+candidates AS (
+    SELECT b.gid, r.api_key_id, r.user_id, r.model, r.usage_kind, v.level, v.weight,
+           r.estimated_usd
+    FROM billed b
+    JOIN basis r
+      ON r.organization = b.organization AND r.usage_date = b.usage_date
+     AND r.project_id IS NOT DISTINCT FROM b.project_id AND r.usage_kind = b.family
+     AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
+     AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id)
+    CROSS JOIN LATERAL (
+        SELECT coalesce({S}.base_model(r.model) = {S}.base_model(b.line_item_model), false)
+                   AS same_model,
+               coalesce(r.line_item_kind = b.line_item_kind, false) AS same_kind
+    ) m
+    CROSS JOIN LATERAL (VALUES
+        (1, CASE WHEN m.same_model AND m.same_kind THEN r.estimated_usd END),
+        (2, CASE WHEN m.same_model THEN r.estimated_usd END),
+        (3, r.estimated_usd),
+        (4, r.quantity)
+    ) v(level, weight)
+    WHERE v.weight > 0
+),
+chosen AS (
+    SELECT gid, min(level) AS level FROM candidates GROUP BY gid
+),
+shares AS (
+    SELECT c.gid, c.api_key_id, c.user_id, c.model, c.usage_kind, ch.level,
+           sum(c.weight) AS weight, sum(c.estimated_usd) AS estimated_usd
+    FROM candidates c JOIN chosen ch ON ch.gid = c.gid AND ch.level = c.level
+    GROUP BY 1, 2, 3, 4, 5, 6
+),
+quotas AS (
+    SELECT s.*, b.billed_usd, b.billed_quantity,
+           abs(b.billed_usd) * 1000000 * s.weight AS scaled,
+           sum(s.weight) OVER (PARTITION BY s.gid) AS total_weight
+    FROM shares s JOIN billed b ON b.gid = s.gid
+),
+ranked AS (
+    SELECT q.*,
+           div(q.scaled, q.total_weight) AS units,
+           row_number() OVER (
+               PARTITION BY q.gid
+               ORDER BY mod(q.scaled, q.total_weight) DESC, q.weight DESC,
+                        q.api_key_id NULLS FIRST, q.user_id NULLS FIRST, q.model NULLS FIRST
+           ) AS remainder_rank,
+           row_number() OVER (
+               PARTITION BY q.gid
+               ORDER BY q.weight DESC, q.api_key_id NULLS FIRST, q.user_id NULLS FIRST,
+                        q.model NULLS FIRST
+           ) AS size_rank
+    FROM quotas q
+),
+settled AS (
+    SELECT r.*,
+           floor(abs(r.billed_usd) * 1000000) - sum(r.units) OVER (PARTITION BY r.gid)
+               AS spare_units,
+           abs(r.billed_usd) - floor(abs(r.billed_usd) * 1000000) / 1000000 AS rest
+    FROM ranked r
+)
+SELECT b.organization, b.usage_date, b.project_id, b.line_item, s.api_key_id, s.user_id, s.model,
+       s.usage_kind,
+       sign(b.billed_usd) * (
+           (s.units + CASE WHEN s.remainder_rank <= s.spare_units THEN 1 ELSE 0 END) / 1000000
+           + CASE WHEN s.size_rank = 1 THEN s.rest ELSE 0 END),
+       coalesce(b.currency, 'usd'),
+       s.estimated_usd,
+       b.billed_quantity * s.weight / s.total_weight,
+       b.quantity_unit,
+       CASE s.level WHEN 1 THEN 'estimated cost of the token kind'
+                    WHEN 2 THEN 'estimated cost of the model'
+                    WHEN 3 THEN 'estimated cost'
+                    ELSE 'usage quantity' END,
+       NULL
+FROM settled s JOIN billed b ON b.gid = s.gid
+UNION ALL
+SELECT b.organization, b.usage_date, b.project_id, b.line_item,
+       CASE WHEN b.by_key THEN b.api_key_id END, CASE WHEN b.by_user THEN b.user_id END,
+       CASE WHEN b.family <> 'other' AND b.line_item_model NOT LIKE '%,%'
+            THEN b.line_item_model END,
+       b.family, b.billed_usd, coalesce(b.currency, 'usd'), NULL, b.billed_quantity,
+       b.quantity_unit, NULL,
+       CASE
+           WHEN b.family = 'other' THEN 'the line item names no usage kind'
+           WHEN NOT EXISTS (
+               SELECT 1 FROM basis r
+               WHERE r.organization = b.organization AND r.usage_date = b.usage_date
+                 AND r.project_id IS NOT DISTINCT FROM b.project_id AND r.usage_kind = b.family)
+               THEN 'no ' || b.family || ' usage of the project on the day'
+           WHEN (b.by_key OR b.by_user) AND NOT EXISTS (
+               SELECT 1 FROM basis r
+               WHERE r.organization = b.organization AND r.usage_date = b.usage_date
+                 AND r.project_id IS NOT DISTINCT FROM b.project_id AND r.usage_kind = b.family
+                 AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
+                 AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id))
+               THEN 'no ' || b.family || ' usage of the billed API key or user on the day'
+           ELSE 'the ' || b.family || ' usage behind it has no estimated cost and no quantity'
+       END
+FROM billed b
+WHERE NOT EXISTS (SELECT 1 FROM chosen c WHERE c.gid = b.gid)
+"""
+
+
+def allocate_costs(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> int:
+    """Recompute `organization`'s `cost_allocation_daily` for [first, end) in one transaction
+    (under the table's per-day locks); returns the rows written."""
+    with engine.begin() as conn:
+        return _allocate_days(conn, first, end, organization)
+
+
+def _allocate_days(conn: Connection, first: dt.date, end: dt.date, organization: str) -> int:
+    bounds = period_bounds(first, end, organization)
+    lock_days(conn, TABLE, first, end, organization)
+    conn.execute(
+        text(
+            f"DELETE FROM {S}.{TABLE} WHERE organization = :organization "
+            "AND usage_date >= :first AND usage_date < :end"
+        ),
+        bounds,
+    )
+    return conn.execute(text(ALLOCATE_SQL), bounds).rowcount
+
+
+# --------------------------------------------------------------------------- what it proves
+
+
+@dataclass(frozen=True)
+class AllocationGap:
+    """A day, project and line item whose allocated rows do not sum to the billed amount."""
+
+    usage_date: dt.date
+    project_id: str | None
+    line_item: str | None
+    billed_usd: Decimal
+    allocated_usd: Decimal
+
+
+GAPS_SQL = f"""
+WITH billed AS (
+    SELECT usage_date, project_id, line_item, sum(amount_usd) AS usd
+    FROM {S}.costs_daily
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3
+), allocated AS (
+    SELECT usage_date, project_id, line_item, sum(allocated_usd) AS usd
+    FROM {S}.{TABLE}
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+    GROUP BY 1, 2, 3
+)
+SELECT coalesce(b.usage_date, a.usage_date), coalesce(b.project_id, a.project_id),
+       coalesce(b.line_item, a.line_item), coalesce(b.usd, 0), coalesce(a.usd, 0)
+FROM billed b
+FULL JOIN allocated a
+       ON a.usage_date = b.usage_date AND a.project_id IS NOT DISTINCT FROM b.project_id
+      AND a.line_item IS NOT DISTINCT FROM b.line_item
+WHERE coalesce(b.usd, 0) <> coalesce(a.usd, 0)
+ORDER BY 1, 2 NULLS FIRST, 3 NULLS FIRST
+"""
+
+
+def allocation_gaps(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> list[AllocationGap]:
+    """Every day, project and line item of [first, end) whose allocation is not exactly its
+    bill (numeric equality, no tolerance); empty when the allocation adds up."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(GAPS_SQL), period_bounds(first, end, organization))
+        return [AllocationGap(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class AllocationTotals:
+    """One range of days' allocation, for metadata."""
+
+    rows: int
+    billed_usd: Decimal
+    allocated_usd: Decimal
+    unallocated_usd: Decimal
+    unallocated_rows: int
+    #: Unallocated USD per reason.
+    unallocated_by_reason: list[tuple[str, Decimal]]
+    #: Allocated USD per allocation basis ("estimated cost of the token kind", ...).
+    by_basis: list[tuple[str, Decimal]]
+    #: Allocated USD per project (top 10), and per API key (top 10).
+    top_projects: list[tuple[str | None, Decimal]]
+    top_api_keys: list[tuple[str | None, Decimal]]
+
+
+TOTALS_SQL = f"""
+SELECT count(*), coalesce(sum(allocated_usd), 0),
+       coalesce(sum(allocated_usd) FILTER (WHERE unallocated_reason IS NOT NULL), 0),
+       count(*) FILTER (WHERE unallocated_reason IS NOT NULL)
+FROM {S}.{TABLE}
+WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+"""
+BILLED_SQL = f"""
+SELECT coalesce(sum(amount_usd), 0) FROM {S}.costs_daily
+WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+"""
+
+
+def _grouped(
+    conn: Connection, column: str, bounds: dict[str, Any], where: str = ""
+) -> list[tuple[Any, Decimal]]:
+    """Allocated USD per value of `column`, largest first (ten)."""
+    return [
+        tuple(row)
+        for row in conn.execute(
+            text(
+                f"SELECT {column}, sum(allocated_usd) AS usd FROM {S}.{TABLE} "
+                "WHERE organization = :organization AND usage_date >= :first "
+                f"AND usage_date < :end {where} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+            ),
+            bounds,
+        )
+    ]
+
+
+def allocation_totals(
+    engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
+) -> AllocationTotals:
+    bounds = period_bounds(first, end, organization)
+    with engine.connect() as conn:
+        rows, allocated, unallocated, unallocated_rows = conn.execute(
+            text(TOTALS_SQL), bounds
+        ).one()
+        billed = conn.execute(text(BILLED_SQL), bounds).scalar_one()
+        return AllocationTotals(
+            rows=rows,
+            billed_usd=billed,
+            allocated_usd=allocated,
+            unallocated_usd=unallocated,
+            unallocated_rows=unallocated_rows,
+            unallocated_by_reason=_grouped(
+                conn, "unallocated_reason", bounds, "AND unallocated_reason IS NOT NULL"
+            ),
+            by_basis=_grouped(conn, "allocation_basis", bounds, "AND allocation_basis IS NOT NULL"),
+            top_projects=_grouped(conn, "project_id", bounds),
+            top_api_keys=_grouped(conn, "api_key_id", bounds),
+        )
