@@ -11,6 +11,8 @@ Create Date: 2026-12-02 20:00:00
   as the spec spells them (quoted identifiers), then custom `x_` columns. Date/Time columns are
   timestamptz at UTC midnight; BilledCost = EffectiveCost = ContractedCost = the allocated
   share of the bill; ListCost = the list-price estimate, else the billed share.
+- `v_focus_1_2_csv`: the same rows and columns for a file, the Date/Time columns as text in
+  FOCUS's Date/Time Format ('2026-11-01T00:00:00Z'), whatever the session's TimeZone.
 - `focus_unit(quantity_unit)`: the Costs API's unit strings (`tokens`, `1000_tokens`,
   `gibibyte_hours`, `duration_seconds`, ...) in FOCUS's Unit Format (`Tokens`, `1000 Tokens`,
   `GiB-Hours`, `Seconds`, ...).
