@@ -1,4 +1,4 @@
-"""The FOCUS 1.2 export (`v_focus_1_2`, migration 0015) against FOCUS's own column rules: every
+"""The FOCUS 1.2 export (`v_focus_1_2`, migration 0013) against FOCUS's own column rules: every
 Mandatory column present with the spec's data type, nullability and allowed values on real
 rows (allocated, unallocated, the default project, a bill without a quantity, two
 organizations), charge and billing periods as UTC instants, costs that add up to

@@ -1,6 +1,6 @@
 """FOCUS 1.2 export: the chargeback rows in the FinOps Open Cost and Usage Specification's columns
 
-Revision ID: 0015
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-02 20:00:00
 
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0015"
+revision: str = "0013"
 down_revision: str | Sequence[str] | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
