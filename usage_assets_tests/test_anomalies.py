@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import statistics
 from collections.abc import Iterable
 from decimal import Decimal
@@ -388,3 +389,27 @@ def test_a_bad_anomaly_setting_names_the_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match=name):
         settings.load()
+
+
+def test_the_readme_baseline_query_has_the_checks_median(engine: Engine) -> None:
+    """The README's BI query (run as the read-only role) gives the rule's median and baseline
+    days, gaps in the loads included."""
+    readme = (settings.PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("\n### Anomalies\n", 1)[1].split("\n### ", 1)[0]
+    (query,) = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+    history = {k: v for k, v in steady_history().items() if not 5 <= (k[0] - START).days < 15}
+    insert(engine, with_day(history, [(SUPPORT, SERVICE_KEY, "gpt-5-2025-08-07", 60.0)]))
+    insert_names(engine)
+    insert(engine, with_day(steady_history(seed=5), []), organization=OTHER)
+    (spike,) = scan(engine).anomalies
+    as_of = query.replace("current_date", f"DATE '{DAY + dt.timedelta(days=1)}'")
+    with engine.connect() as conn:
+        conn.execute(text("SET ROLE usage_readonly"))
+        rows = conn.execute(text(as_of)).mappings().all()
+    mine = [r for r in rows if r["organization"] == ORG and r["usage_date"] == DAY]
+    assert rows[0]["organization"] == ORG and rows[0]["project_id"] == SUPPORT  # largest first
+    support = next(r for r in mine if r["project_id"] == SUPPORT)
+    assert support["project_name"] == "Support Copilot"
+    assert support["median_usd"] == spike.median_usd
+    assert support["baseline_days"] == spike.baseline_days == 18
+    assert support["change_usd"] == spike.change_usd
