@@ -121,7 +121,7 @@ def _recompute_costs(first: dt.date, last: dt.date | None, organization: str | N
 
 
 def simulator_main(argv: list[str] | None = None) -> int:
-    from usage_assets.simulator.organization import SyntheticOrganization
+    from usage_assets.simulator.organization import SyntheticOrganization, parse_anomaly
     from usage_assets.simulator.server import SimulatedAdminAPI, iter_faults
 
     parser = argparse.ArgumentParser(
@@ -152,14 +152,27 @@ def simulator_main(argv: list[str] | None = None) -> int:
         default="[]",
         help='JSON list of faults, e.g. \'[{"kind": "status", "status": 429}]\'',
     )
-    args = parser.parse_args(argv)
-    org = SyntheticOrganization(
-        seed=args.seed,
-        stream_count=args.streams,
-        project_count=args.projects,
-        user_count=args.users,
-        always_active=args.always_active,
+    parser.add_argument(
+        "--anomaly",
+        action="append",
+        default=[],
+        metavar="DAY:PROJECT[:API_KEY_ID]=FACTOR",
+        help="plant a spend anomaly: multiply a project's (or one key's) usage and bill that "
+        "UTC day, e.g. '2025-06-10:Docs Q&A=6' (a spike) or '2025-06-11:Docs Q&A=0' (a stop); "
+        "repeatable",
     )
+    args = parser.parse_args(argv)
+    try:
+        org = SyntheticOrganization(
+            seed=args.seed,
+            stream_count=args.streams,
+            project_count=args.projects,
+            user_count=args.users,
+            always_active=args.always_active,
+            anomalies=dict(parse_anomaly(spec) for spec in args.anomaly),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     simulator = SimulatedAdminAPI(
         org=org,
         port=args.port,

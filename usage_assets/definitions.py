@@ -19,6 +19,7 @@ from usage_assets.defs.chargeback.allocation import CHARGEBACK_ASSETS
 from usage_assets.defs.names.assets import NAMES_ASSETS
 from usage_assets.defs.partitions import daily_utc_partitions_from
 from usage_assets.defs.resources import (
+    anomalies_from_env,
     openai_admin_from_env,
     pricing_from_env,
     usage_database_from_env,
@@ -56,6 +57,7 @@ def build_definitions(config: settings.Settings) -> dg.Definitions:
             "openai_admin": openai_admin_from_env(),
             "usage_db": usage_database_from_env(),
             "pricing": pricing_from_env(),
+            "anomalies": anomalies_from_env(),
         },
     )
 

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -226,6 +227,36 @@ def revision_tolerance() -> float:
     return _fraction_setting("USAGE_REVISION_TOLERANCE", "0.001", "0.001 = 0.1%")
 
 
+def anomaly_sensitivity() -> float:
+    """USAGE_ANOMALY_SENSITIVITY: robust score (MADs from the baseline median) above which a
+    project's day is a spend anomaly (default 3.5)."""
+    value = _env("USAGE_ANOMALY_SENSITIVITY") or "3.5"
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not 0 < parsed < float("inf"):
+        raise ConfigurationError(
+            f"USAGE_ANOMALY_SENSITIVITY={value!r} must be a number greater than 0 (e.g. 3.5)."
+        )
+    return parsed
+
+
+def anomaly_min_usd() -> Decimal:
+    """USAGE_ANOMALY_MIN_USD: smallest change from the baseline, in USD, that the spend anomaly
+    check flags (default 1.00)."""
+    value = _env("USAGE_ANOMALY_MIN_USD") or "1.00"
+    try:
+        parsed = Decimal(value)
+    except InvalidOperation:
+        parsed = Decimal(-1)
+    if not parsed.is_finite() or parsed < 0:
+        raise ConfigurationError(
+            f"USAGE_ANOMALY_MIN_USD={value!r} must be an amount in USD of 0 or more (e.g. 1.00)."
+        )
+    return parsed
+
+
 def _int_setting(name: str, default: int, low: int, high: int) -> int:
     value = _env(name)
     if value is None:
@@ -261,6 +292,11 @@ def schedule_running() -> bool:
             f"USAGE_SCHEDULE_DEFAULT_STATUS={value!r} must be RUNNING or STOPPED."
         )
     return value == "RUNNING"
+
+
+def anomaly_baseline_days() -> int:
+    """USAGE_ANOMALY_BASELINE_DAYS: days before a day that make its spend baseline (default 28)."""
+    return _int_setting("USAGE_ANOMALY_BASELINE_DAYS", 28, 7, 90)
 
 
 def freshness_deadline_hour() -> int:
@@ -304,6 +340,13 @@ class Settings:
     revision_tolerance: float = field(
         metadata=_from("USAGE_REVISION_TOLERANCE", revision_tolerance)
     )
+    anomaly_sensitivity: float = field(
+        metadata=_from("USAGE_ANOMALY_SENSITIVITY", anomaly_sensitivity)
+    )
+    anomaly_baseline_days: int = field(
+        metadata=_from("USAGE_ANOMALY_BASELINE_DAYS", anomaly_baseline_days)
+    )
+    anomaly_min_usd: Decimal = field(metadata=_from("USAGE_ANOMALY_MIN_USD", anomaly_min_usd))
     schedule_cron: str = field(metadata=_from("USAGE_SCHEDULE_CRON", schedule_cron))
     schedule_running: bool = field(
         metadata=_from("USAGE_SCHEDULE_DEFAULT_STATUS", schedule_running)

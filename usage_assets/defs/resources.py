@@ -6,6 +6,7 @@ Secrets arrive through `EnvVar`, so the Dagster UI shows the variable's name, ne
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 from usage_assets import settings
 from usage_assets.admin_api.transport import AdminAPIClient, Logger, RetrySettings
+from usage_assets.chargeback.anomalies import AnomalyRule
 from usage_assets.errors import ConfigurationError
 from usage_assets.warehouse.database import (
     engine_for,
@@ -185,4 +187,35 @@ def pricing_from_env() -> PricingResource:
     return PricingResource(
         overrides_file=dg.EnvVar("USAGE_PRICE_OVERRIDES") if settings.price_overrides() else None,
         reconciliation_tolerance=settings.cost_tolerance(),
+    )
+
+
+class AnomalyResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """How far a project's day may depart from its baseline before `spend_anomalies` warns."""
+
+    sensitivity: float = Field(
+        default=3.5,
+        description="USAGE_ANOMALY_SENSITIVITY: robust score (MADs from the median) that flags.",
+    )
+    baseline_days: int = Field(
+        default=28, description="USAGE_ANOMALY_BASELINE_DAYS: days before a day in its baseline."
+    )
+    min_usd: float = Field(
+        default=1.0,
+        description="USAGE_ANOMALY_MIN_USD: smallest change from the baseline, in USD, flagged.",
+    )
+
+    def rule(self) -> AnomalyRule:
+        return AnomalyRule(
+            sensitivity=self.sensitivity,
+            baseline_days=self.baseline_days,
+            min_usd=Decimal(str(self.min_usd)),
+        )
+
+
+def anomalies_from_env() -> AnomalyResource:
+    return AnomalyResource(
+        sensitivity=settings.anomaly_sensitivity(),
+        baseline_days=settings.anomaly_baseline_days(),
+        min_usd=float(settings.anomaly_min_usd()),
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,8 +220,11 @@ def hour_results(
     since: dt.date,
     quiet_hour_share: float,
     always_active: bool,
+    factor: Callable[[dt.date, str | None, str | None], float] | None = None,
 ) -> list[dict[str, Any]]:
-    """One hour of `endpoint`'s usage, one result per active stream (grouped by everything)."""
+    """One hour of `endpoint`'s usage, one result per active stream (grouped by everything).
+    `factor(day, project_id, api_key_id)` multiplies a stream's requests (planted anomalies;
+    a result scaled to no request is left out); stored vector store bytes are not scaled."""
     if hour_start % 3600:
         raise ValueError("hour_start must be aligned to the hour")
     spec = USAGE_ENDPOINTS[endpoint]
@@ -243,8 +246,19 @@ def hour_results(
         if not always_active and roll > stream.activity * daylight:
             continue
         requests = 1 + int(stream.volume * size)
-        results.append(_result(spec, stream, requests, profile, rng))
+        scaled = requests
+        if factor is not None:
+            planted = factor(when.date(), stream.value("project_id"), _key_of(spec, stream))
+            scaled = requests if planted == 1 else round(requests * planted)
+        # Drawn even when planted away, so that every other stream's numbers are unchanged.
+        result = _result(spec, stream, max(scaled, 1), profile, rng)
+        if scaled > 0:
+            results.append(result)
     return results
+
+
+def _key_of(spec: UsageEndpoint, stream: EndpointStream) -> str | None:
+    return stream.value("api_key_id") if "api_key_id" in spec.dimensions else None
 
 
 def _result(

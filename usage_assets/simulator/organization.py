@@ -177,6 +177,16 @@ class SyntheticOrganization:
     #: (low, high) GiB a project's vector stores hold: each starts in the lower half and grows
     #: slowly towards `high`.
     vector_store_gib: tuple[float, float] = (0.2, 3.0)
+    #: Planted spend anomalies: (UTC day "YYYY-MM-DD", project id or name) -> a factor that
+    #: multiplies that project's requests of every usage endpoint that day (6.0: a spike; 0.0:
+    #: a sudden stop), or (day, project, api_key_id) -> a factor for that key's usage alone
+    #: (both multiply where both apply). The project None (or "default") is the default
+    #: project. Tokens, images, calls, ... follow the requests, and so does the bill, which
+    #: prices the usage served. Stored vector store bytes are a size, not a flow: a planted
+    #: factor leaves them (and their storage line item) as they are.
+    anomalies: Mapping[tuple[str, str | None] | tuple[str, str | None, str], float] = field(
+        default_factory=dict
+    )
 
     projects: list[Project] = field(init=False)
     users: list[User] = field(init=False)
@@ -186,6 +196,8 @@ class SyntheticOrganization:
     vector_store_ids: dict[str | None, tuple[str, ...]] = field(init=False)
     #: The streams of each usage endpoint other than completions.
     endpoint_streams: dict[str, list[EndpointStream]] = field(init=False)
+    #: `anomalies` resolved: (day, project_id, api_key_id or None for the whole project).
+    planted: dict[tuple[dt.date, str | None, str | None], float] = field(init=False)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
@@ -226,6 +238,7 @@ class SyntheticOrganization:
         self.streams = self._make_streams(rng)
         self._add_archived_project(created)
         self._make_endpoint_streams()
+        self.planted = self._resolve_anomalies()
         self._hour_cache = lru_cache(maxsize=64)(self._hour_results)
         self._endpoint_cache = lru_cache(maxsize=64 * len(self.endpoint_streams))(
             self._endpoint_hour_results
@@ -254,6 +267,46 @@ class SyntheticOrganization:
                 created_at=project.created_at,
             )
         )
+
+    def _resolve_anomalies(self) -> dict[tuple[dt.date, str | None, str | None], float]:
+        """`anomalies` keyed by (day, project id, key id or None), every part checked."""
+        by_name = {p.name: p.id for p in self.projects}
+        project_ids = {p.id for p in self.projects}
+        planted: dict[tuple[dt.date, str | None, str | None], float] = {}
+        for key, factor in self.anomalies.items():
+            if len(key) not in (2, 3):
+                raise ValueError(f"anomaly {key!r}: expected (day, project) or (day, project, key)")
+            day_text, project = key[0], key[1]
+            api_key_id = key[2] if len(key) == 3 else None
+            try:
+                day = dt.date.fromisoformat(day_text)
+            except (TypeError, ValueError):
+                raise ValueError(f"anomaly {key!r}: {day_text!r} is not a YYYY-MM-DD day") from None
+            if project in (None, "default"):
+                project_id = None
+            elif project in project_ids:
+                project_id = project
+            elif project in by_name:
+                project_id = by_name[project]
+            else:
+                raise ValueError(f"anomaly {key!r}: no project with the id or name {project!r}")
+            if api_key_id is not None and not any(
+                k.id == api_key_id and k.project_id == project_id for k in self.api_keys
+            ):
+                raise ValueError(f"anomaly {key!r}: {api_key_id!r} is not a key of the project")
+            if not 0 <= factor < float("inf"):
+                raise ValueError(f"anomaly {key!r}: the factor must be 0 or more, not {factor!r}")
+            planted[(day, project_id, api_key_id)] = float(factor)
+        return planted
+
+    def factor(self, day: dt.date, project_id: str | None, api_key_id: str | None) -> float:
+        """What planted anomalies multiply the requests of (day, project, key) by (1: none)."""
+        if not self.planted:
+            return 1.0
+        factor = self.planted.get((day, project_id, None), 1.0)
+        if api_key_id is not None:
+            factor *= self.planted.get((day, project_id, api_key_id), 1.0)
+        return factor
 
     def _make_endpoint_streams(self) -> None:
         """Streams of the other usage endpoints over the active projects, their keys and users,
@@ -338,7 +391,12 @@ class SyntheticOrganization:
             if not self.always_active and roll > stream.activity * daylight:
                 continue
             requests = 1 + int(stream.volume * size * (3 if stream.batch else 1))
-            results.append(self._result(stream, requests, rng, modern, with_30m))
+            planted = self.factor(when.date(), stream.project_id, stream.api_key_id)
+            scaled = requests if planted == 1 else round(requests * planted)
+            # Drawn even when planted away, so that every other stream's numbers are unchanged.
+            result = self._result(stream, max(scaled, 1), rng, modern, with_30m)
+            if scaled > 0:
+                results.append(result)
         return results
 
     def _result(
@@ -472,6 +530,7 @@ class SyntheticOrganization:
             since=self.since(endpoint),
             quiet_hour_share=self.quiet_hour_share,
             always_active=self.always_active,
+            factor=self.factor if self.planted else None,
         )
 
     def endpoint_results(
@@ -557,3 +616,22 @@ def _stream_key(stream: Stream) -> tuple[Any, ...]:
         stream.service_tier,
         stream.api_source,
     )
+
+
+def parse_anomaly(
+    spec: str,
+) -> tuple[tuple[str, str | None] | tuple[str, str | None, str], float]:
+    """`DAY:PROJECT=FACTOR` or `DAY:PROJECT:API_KEY_ID=FACTOR` (PROJECT an id or a name,
+    `default` the default project) as an `anomalies` entry, e.g. `2025-06-10:Docs Q&A=6`."""
+    where, equals, factor_text = spec.rpartition("=")
+    parts = where.split(":")
+    if not equals or len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"anomaly {spec!r}: expected DAY:PROJECT[:API_KEY_ID]=FACTOR")
+    try:
+        factor = float(factor_text)
+    except ValueError:
+        raise ValueError(f"anomaly {spec!r}: {factor_text!r} is not a number") from None
+    day, project = parts[0], parts[1]
+    if len(parts) == 3:
+        return (day, project, parts[2]), factor
+    return (day, project), factor
