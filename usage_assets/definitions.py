@@ -16,6 +16,7 @@ from usage_assets.defs.automation import (
 )
 from usage_assets.defs.billing.assets import BILLING_ASSETS
 from usage_assets.defs.chargeback.allocation import CHARGEBACK_ASSETS
+from usage_assets.defs.chargeback.anomalies import ANOMALY_CHECKS
 from usage_assets.defs.names.assets import NAMES_ASSETS
 from usage_assets.defs.partitions import daily_utc_partitions_from
 from usage_assets.defs.resources import (
@@ -49,7 +50,7 @@ def build_definitions(config: settings.Settings) -> dg.Definitions:
     assets = [*USAGE_ASSETS, *COST_ASSETS, *BILLING_ASSETS, *NAMES_ASSETS, *CHARGEBACK_ASSETS]
     return dg.Definitions(
         assets=_repartitioned(assets, partitions),
-        asset_checks=[*CHECKS, *FRESHNESS_CHECKS],
+        asset_checks=[*CHECKS, *FRESHNESS_CHECKS, *ANOMALY_CHECKS],
         sensors=[follow_usage_sensor, *FRESHNESS_SENSORS],
         schedules=build_schedules(config.schedule_cron, config.schedule_running),
         jobs=JOBS,
