@@ -1,0 +1,1 @@
+"""Chargeback: the bill allocated, budgets, anomalies."""

@@ -1,0 +1,1 @@
+"""Chargeback assets: the bill allocated, budgets, anomalies."""
