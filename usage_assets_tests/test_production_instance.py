@@ -40,7 +40,12 @@ from sqlalchemy.engine import make_url
 
 from usage_assets import settings
 from usage_assets.defs.policies import ADMIN_API_POOL
-from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
+from usage_assets.defs.resources import (
+    BudgetsResource,
+    OpenAIAdminResource,
+    PricingResource,
+    UsageDatabase,
+)
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse.database import engine_for, head_revision, migrate
 
@@ -228,6 +233,7 @@ def production_job(sim: SimulatedAdminAPI, usage_url: str) -> dg.JobDefinition:
             "openai_admin": OpenAIAdminResource(base_url=sim.base_url, admin_key=ADMIN_KEY),
             "usage_db": UsageDatabase(url=usage_url, auto_migrate=False),
             "pricing": PricingResource(),
+            "budget_file": BudgetsResource(),
         },
     )
     return wired.resolve_job_def("usage_daily_job")
