@@ -17,10 +17,12 @@ from usage_assets.defs.automation import (
 from usage_assets.defs.billing.assets import BILLING_ASSETS
 from usage_assets.defs.chargeback.allocation import CHARGEBACK_ASSETS
 from usage_assets.defs.chargeback.anomalies import ANOMALY_CHECKS
+from usage_assets.defs.chargeback.budgets import BUDGET_ASSETS, BUDGET_CHECKS
 from usage_assets.defs.names.assets import NAMES_ASSETS
 from usage_assets.defs.partitions import daily_utc_partitions_from
 from usage_assets.defs.resources import (
     anomalies_from_env,
+    budgets_from_env,
     openai_admin_from_env,
     pricing_from_env,
     usage_database_from_env,
@@ -47,10 +49,17 @@ def _repartitioned(
 def build_definitions(config: settings.Settings) -> dg.Definitions:
     """Every asset, check, job, schedule, sensor and resource, for the settings `config`."""
     partitions = daily_utc_partitions_from(config.start_date)
-    assets = [*USAGE_ASSETS, *COST_ASSETS, *BILLING_ASSETS, *NAMES_ASSETS, *CHARGEBACK_ASSETS]
+    assets = [
+        *USAGE_ASSETS,
+        *COST_ASSETS,
+        *BILLING_ASSETS,
+        *NAMES_ASSETS,
+        *CHARGEBACK_ASSETS,
+        *BUDGET_ASSETS,
+    ]
     return dg.Definitions(
         assets=_repartitioned(assets, partitions),
-        asset_checks=[*CHECKS, *FRESHNESS_CHECKS, *ANOMALY_CHECKS],
+        asset_checks=[*CHECKS, *FRESHNESS_CHECKS, *ANOMALY_CHECKS, *BUDGET_CHECKS],
         sensors=[follow_usage_sensor, *FRESHNESS_SENSORS],
         schedules=build_schedules(config.schedule_cron, config.schedule_running),
         jobs=JOBS,
@@ -59,6 +68,7 @@ def build_definitions(config: settings.Settings) -> dg.Definitions:
             "usage_db": usage_database_from_env(),
             "pricing": pricing_from_env(),
             "anomalies": anomalies_from_env(),
+            "budget_file": budgets_from_env(),
         },
     )
 

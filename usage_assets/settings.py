@@ -203,6 +203,29 @@ def _checked_price_overrides() -> str | None:
     return price_overrides()
 
 
+def budgets() -> str | None:
+    """USAGE_BUDGETS: path of a YAML/CSV budget file (relative: to the repo)."""
+    return _env("USAGE_BUDGETS")
+
+
+def budgets_path() -> Path | None:
+    """USAGE_BUDGETS as a path (relative paths are relative to the repository)."""
+    return overrides_path(budgets())
+
+
+def _checked_budgets() -> str | None:
+    """USAGE_BUDGETS, with the file read and every budget in it validated."""
+    from usage_assets.chargeback.budgets import load_budgets  # imported when it is needed
+
+    try:
+        load_budgets(budgets_path())
+    except ConfigurationError as exc:
+        if "USAGE_BUDGETS" in str(exc):
+            raise
+        raise ConfigurationError(f"USAGE_BUDGETS: {exc}") from None
+    return budgets()
+
+
 def _fraction_setting(name: str, default: str, example: str) -> float:
     value = _env(name) or default
     try:
@@ -336,6 +359,7 @@ class Settings:
     price_overrides: str | None = field(
         metadata=_from("USAGE_PRICE_OVERRIDES", _checked_price_overrides)
     )
+    budgets: str | None = field(metadata=_from("USAGE_BUDGETS", _checked_budgets))
     cost_tolerance: float = field(metadata=_from("USAGE_COST_TOLERANCE", cost_tolerance))
     revision_tolerance: float = field(
         metadata=_from("USAGE_REVISION_TOLERANCE", revision_tolerance)

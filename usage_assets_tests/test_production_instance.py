@@ -42,6 +42,7 @@ from usage_assets import settings
 from usage_assets.defs.policies import ADMIN_API_POOL
 from usage_assets.defs.resources import (
     AnomalyResource,
+    BudgetsResource,
     OpenAIAdminResource,
     PricingResource,
     UsageDatabase,
@@ -234,6 +235,7 @@ def production_job(sim: SimulatedAdminAPI, usage_url: str) -> dg.JobDefinition:
             "usage_db": UsageDatabase(url=usage_url, auto_migrate=False),
             "pricing": PricingResource(),
             "anomalies": AnomalyResource(),
+            "budget_file": BudgetsResource(),
         },
     )
     return wired.resolve_job_def("usage_daily_job")

@@ -34,6 +34,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "USAGE_DATABASE_URL": ("mysql://u:hunter2pw@db/usage", "PostgreSQL"),
     "USAGE_START_DATE": ("2024-13-01", "YYYY-MM-DD"),
     "USAGE_PRICE_OVERRIDES": ("prices/missing.yaml", "does not exist"),
+    "USAGE_BUDGETS": ("deploy/missing-budgets.yaml", "does not exist"),
     "USAGE_COST_TOLERANCE": ("5%", "fraction"),
     "USAGE_REVISION_TOLERANCE": ("1.5", "fraction"),
     "USAGE_ANOMALY_SENSITIVITY": ("0", "greater than 0"),

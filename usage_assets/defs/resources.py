@@ -219,3 +219,20 @@ def anomalies_from_env() -> AnomalyResource:
         baseline_days=settings.anomaly_baseline_days(),
         min_usd=float(settings.anomaly_min_usd()),
     )
+
+
+class BudgetsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where the monthly budgets come from (the `budgets` asset loads them)."""
+
+    budgets_file: str | None = Field(
+        default=None,
+        description="USAGE_BUDGETS: YAML or CSV of monthly budgets per project, API key or user; "
+        "unset: no budgets.",
+    )
+
+    def path(self) -> Path | None:
+        return settings.overrides_path(self.budgets_file)
+
+
+def budgets_from_env() -> BudgetsResource:
+    return BudgetsResource(budgets_file=dg.EnvVar("USAGE_BUDGETS") if settings.budgets() else None)

@@ -751,3 +751,47 @@ class CostAllocationDaily(Base):
     computed_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class Budget(Base):
+    """A monthly budget of the budget file (USAGE_BUDGETS): an amount and thresholds for a
+    scope (project, API key and/or user; NULL = any), compared in `v_budget_status` with the
+    allocated spend (`cost_allocation_daily`)."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        UniqueConstraint(
+            "organization",
+            "project_id",
+            "api_key_id",
+            "user_id",
+            name="uq_budgets_scope",
+            postgresql_nulls_not_distinct=True,
+        ),
+        CheckConstraint("monthly_usd > 0", name="positive_amount"),
+        CheckConstraint("num_nonnulls(project_id, api_key_id, user_id) > 0", name="scope_given"),
+        {"comment": "Monthly budgets per project, API key and/or user, from USAGE_BUDGETS."},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization: Mapped[str] = organization_column()
+    project_id: Mapped[str | None] = mapped_column(
+        Text, comment="The budgeted project (NULL: any project)."
+    )
+    api_key_id: Mapped[str | None] = mapped_column(
+        Text, comment="The budgeted API key (NULL: any key)."
+    )
+    user_id: Mapped[str | None] = mapped_column(Text, comment="The budgeted user (NULL: any user).")
+    monthly_usd: Mapped[Decimal] = mapped_column(
+        Numeric, comment="The budget per calendar month (UTC), in USD."
+    )
+    thresholds: Mapped[list[Decimal]] = mapped_column(
+        ARRAY(Numeric),
+        comment="Percentages of monthly_usd that warn, increasing; reaching the last one fails.",
+    )
+    source: Mapped[str] = mapped_column(
+        Text, comment="The budget file (USAGE_BUDGETS) and entry the row came from."
+    )
+    loaded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

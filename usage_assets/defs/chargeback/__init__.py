@@ -1,1 +1,1 @@
-"""Chargeback: the bill allocated, budgets, anomalies."""
+"""Chargeback assets: the bill allocated, budgets, anomalies."""
