@@ -101,9 +101,11 @@ INSERT INTO {S}.{TABLE} (
     organization, usage_date, project_id, line_item, api_key_id, user_id, model, usage_kind,
     allocated_usd, currency, estimated_usd, quantity, quantity_unit, allocation_basis,
     unallocated_reason)
-WITH basis AS MATERIALIZED ({BASIS_SQL}),
+WITH basis AS MATERIALIZED (
+    SELECT x.*, coalesce(x.project_id, '') AS project_key FROM ({BASIS_SQL}) x
+),
 billed AS MATERIALIZED (
-    SELECT row_number() OVER () AS gid, g.*
+    SELECT row_number() OVER () AS gid, coalesce(g.project_id, '') AS project_key, g.*
     FROM (
         SELECT organization, usage_date, project_id, line_item, api_key_id, user_id,
                {S}.line_item_family(line_item, quantity_unit) AS family,
@@ -123,7 +125,7 @@ candidates AS (
     FROM billed b
     JOIN basis r
       ON r.organization = b.organization AND r.usage_date = b.usage_date
-     AND r.project_id IS NOT DISTINCT FROM b.project_id AND r.usage_kind = b.family
+     AND r.project_key = b.project_key AND r.usage_kind = b.family
      AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
      AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id)
     CROSS JOIN LATERAL (
@@ -141,6 +143,21 @@ candidates AS (
 ),
 chosen AS (
     SELECT gid, min(level) AS level FROM candidates GROUP BY gid
+),
+-- For the reasons of what stays unallocated: which families each project used that day, and
+-- which billed amounts had usage of their key or user at all (weight or not).
+families AS (
+    SELECT DISTINCT organization, usage_date, project_key, usage_kind FROM basis
+),
+candidates_any AS (
+    SELECT DISTINCT b.gid
+    FROM billed b
+    JOIN basis r
+      ON r.organization = b.organization AND r.usage_date = b.usage_date
+     AND r.project_key = b.project_key AND r.usage_kind = b.family
+     AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
+     AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id)
+    WHERE NOT EXISTS (SELECT 1 FROM candidates c WHERE c.gid = b.gid)
 ),
 shares AS (
     SELECT c.gid, c.api_key_id, c.user_id, c.model, c.usage_kind, ch.level,
@@ -200,21 +217,16 @@ SELECT b.organization, b.usage_date, b.project_id, b.line_item,
        b.quantity_unit, NULL,
        CASE
            WHEN b.family = 'other' THEN 'the line item names no usage kind'
-           WHEN NOT EXISTS (
-               SELECT 1 FROM basis r
-               WHERE r.organization = b.organization AND r.usage_date = b.usage_date
-                 AND r.project_id IS NOT DISTINCT FROM b.project_id AND r.usage_kind = b.family)
-               THEN 'no ' || b.family || ' usage of the project on the day'
+           WHEN f.usage_kind IS NULL THEN 'no ' || b.family || ' usage of the project on the day'
            WHEN (b.by_key OR b.by_user) AND NOT EXISTS (
-               SELECT 1 FROM basis r
-               WHERE r.organization = b.organization AND r.usage_date = b.usage_date
-                 AND r.project_id IS NOT DISTINCT FROM b.project_id AND r.usage_kind = b.family
-                 AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
-                 AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id))
+               SELECT 1 FROM candidates_any c WHERE c.gid = b.gid)
                THEN 'no ' || b.family || ' usage of the billed API key or user on the day'
            ELSE 'the ' || b.family || ' usage behind it has no estimated cost and no quantity'
        END
 FROM billed b
+LEFT JOIN families f
+       ON f.organization = b.organization AND f.usage_date = b.usage_date
+      AND f.project_key = b.project_key AND f.usage_kind = b.family
 WHERE NOT EXISTS (SELECT 1 FROM chosen c WHERE c.gid = b.gid)
 """
 
