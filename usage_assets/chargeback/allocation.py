@@ -119,19 +119,25 @@ billed AS MATERIALIZED (
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
     ) g
 ),
-candidates AS (
-    SELECT b.gid, r.api_key_id, r.user_id, r.model, r.usage_kind, v.level, v.weight,
-           r.estimated_usd
+-- Every usage row a billed amount may go to: its project, day and family (and its key and
+-- user when the bill was grouped by them).
+matches AS (
+    SELECT b.gid, b.line_item_model AS billed_model, b.line_item_kind AS billed_kind, r.*
     FROM billed b
     JOIN basis r
       ON r.organization = b.organization AND r.usage_date = b.usage_date
      AND r.project_key = b.project_key AND r.usage_kind = b.family
      AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
      AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id)
+),
+candidates AS (
+    SELECT r.gid, r.api_key_id, r.user_id, r.model, r.usage_kind, v.level, v.weight,
+           r.estimated_usd
+    FROM matches r
     CROSS JOIN LATERAL (
-        SELECT coalesce({S}.base_model(r.model) = {S}.base_model(b.line_item_model), false)
+        SELECT coalesce({S}.base_model(r.model) = {S}.base_model(r.billed_model), false)
                    AS same_model,
-               coalesce(r.line_item_kind = b.line_item_kind, false) AS same_kind
+               coalesce(r.line_item_kind = r.billed_kind, false) AS same_kind
     ) m
     CROSS JOIN LATERAL (VALUES
         (1, CASE WHEN m.same_model AND m.same_kind THEN r.estimated_usd END),
@@ -144,20 +150,10 @@ candidates AS (
 chosen AS (
     SELECT gid, min(level) AS level FROM candidates GROUP BY gid
 ),
--- For the reasons of what stays unallocated: which families each project used that day, and
--- which billed amounts had usage of their key or user at all (weight or not).
+-- For the reasons of what stays unallocated: which families each project used that day
+-- (and `matches`: which billed amounts had usage of their key or user at all).
 families AS (
     SELECT DISTINCT organization, usage_date, project_key, usage_kind FROM basis
-),
-candidates_any AS (
-    SELECT DISTINCT b.gid
-    FROM billed b
-    JOIN basis r
-      ON r.organization = b.organization AND r.usage_date = b.usage_date
-     AND r.project_key = b.project_key AND r.usage_kind = b.family
-     AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
-     AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id)
-    WHERE NOT EXISTS (SELECT 1 FROM candidates c WHERE c.gid = b.gid)
 ),
 shares AS (
     SELECT c.gid, c.api_key_id, c.user_id, c.model, c.usage_kind, ch.level,
@@ -219,7 +215,7 @@ SELECT b.organization, b.usage_date, b.project_id, b.line_item,
            WHEN b.family = 'other' THEN 'the line item names no usage kind'
            WHEN f.usage_kind IS NULL THEN 'no ' || b.family || ' usage of the project on the day'
            WHEN (b.by_key OR b.by_user) AND NOT EXISTS (
-               SELECT 1 FROM candidates_any c WHERE c.gid = b.gid)
+               SELECT 1 FROM matches m WHERE m.gid = b.gid)
                THEN 'no ' || b.family || ' usage of the billed API key or user on the day'
            ELSE 'the ' || b.family || ' usage behind it has no estimated cost and no quantity'
        END
