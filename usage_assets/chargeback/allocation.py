@@ -239,6 +239,10 @@ def allocate_costs(
 def _allocate_days(conn: Connection, first: dt.date, end: dt.date, organization: str) -> int:
     bounds = period_bounds(first, end, organization)
     lock_days(conn, TABLE, first, end, organization)
+    # The CTEs carry no statistics (the costs and usage were often written seconds ago, before
+    # any ANALYZE): estimated at one row each, the planner would rerun whole subtrees per bill
+    # in nested loops, quadratic in the day's bills. Hash joins are linear whatever the counts.
+    conn.execute(text("SET LOCAL enable_nestloop = off"))
     conn.execute(
         text(
             f"DELETE FROM {S}.{TABLE} WHERE organization = :organization "
