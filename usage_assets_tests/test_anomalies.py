@@ -121,7 +121,7 @@ def expected_score(amounts: Amounts, project: str, day: dt.date, window: int = 2
     past = [float(v) for d, v in spend.items() if day - dt.timedelta(days=window) <= d < day]
     median = statistics.median(past)
     mad = statistics.median(abs(v - median) for v in past)
-    scale = max(1.4826 * mad, 0.05 * abs(median), 1.0)
+    scale = max(1.4826 * mad, 0.10 * abs(median), 1.0)
     return (float(spend[day]) - median) / scale
 
 
@@ -213,7 +213,7 @@ def test_a_flat_history_has_a_floor_not_a_zero_division(engine: Engine) -> None:
         history: Amounts = {(d, project, None, "m"): Decimal(usd) for d in days(START, 28)}
         return {**history, (DAY, project, None, "m"): Decimal(today)}
 
-    # MAD 0 everywhere: a cent off $5 (below min_usd), $4 above $100 (within 5% of the
+    # MAD 0 everywhere: a cent off $5 (below min_usd), $4 above $100 (within 10% of the
     # median), $5 above $5 (5 x the $1 floor: flagged), from $0 spend to $10 (flagged).
     insert(engine, {**flat("p_cent", "5", "5.01"), **flat("p_pct", "100", "104"),
                     **flat("p_five", "5", "10"), **flat("p_new", "0", "10")})  # fmt: skip

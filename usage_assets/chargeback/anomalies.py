@@ -9,9 +9,11 @@ The rule, in one place (the check, the README and the tests refer to it):
   without rows spent 0, so a project that suddenly stops is a drop;
 - median and MAD (median absolute deviation from the median) of the baseline, with
   `percentile_cont(0.5)`; robust score = (spend - median) / scale, where
-  scale = greatest(1.4826 x MAD, 5% of |median|, min_usd, $0.000001): 1.4826 x MAD estimates a
+  scale = greatest(1.4826 x MAD, 10% of |median|, min_usd, $0.000001): 1.4826 x MAD estimates a
   standard deviation for normal noise, and the floors keep a flat history (MAD = 0) from
-  turning a cent into an infinite score;
+  turning a cent into an infinite score; the 10% floor also keeps a tight week of baseline
+  (MAD of a few days is often far below the spend's real day-to-day noise) from flagging a
+  normal 20% move;
 - flagged when |score| > sensitivity, |spend - median| >= min_usd, and the baseline has at least
   `min_baseline_days` days; a 'spike' above the median, a 'drop' below it;
 - drivers: per flagged project-day, the API keys and (separately) the models whose spend moved
@@ -36,7 +38,7 @@ S = SCHEMA
 #: 1.4826 x MAD estimates the standard deviation of normally distributed noise.
 MAD_TO_SIGMA = Decimal("1.4826")
 #: The scale is at least this share of the baseline median (a flat history has MAD 0).
-RELATIVE_FLOOR = Decimal("0.05")
+RELATIVE_FLOOR = Decimal("0.10")
 #: ... and never below a micro-dollar (the allocation's quantum), so there is no 0 to divide by.
 ABSOLUTE_FLOOR_USD = Decimal("0.000001")
 

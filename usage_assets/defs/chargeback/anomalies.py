@@ -32,7 +32,7 @@ COST_ALLOCATION_DAILY = dg.AssetKey("cost_allocation_daily")
         "Warns when a project's billed spend of a day (cost_allocation_daily) departs from its "
         "own baseline: the median of its spend over the USAGE_ANOMALY_BASELINE_DAYS days before "
         "(days the organization has allocation rows; a project without rows spent 0, so a "
-        "sudden stop is a drop). Robust score = (spend - median) / max(1.4826 x MAD, 5% of the "
+        "sudden stop is a drop). Robust score = (spend - median) / max(1.4826 x MAD, 10% of the "
         "median, USAGE_ANOMALY_MIN_USD); flagged when |score| > USAGE_ANOMALY_SENSITIVITY, the "
         "change is at least USAGE_ANOMALY_MIN_USD and the baseline has at least 7 days. Spikes "
         "and drops, each with the API keys and models that moved most. Only this code "
