@@ -17,6 +17,7 @@ from usage_assets.defs.attribution.assets import (
 )
 from usage_assets.defs.automation import (
     FRESHNESS_CHECKS,
+    Watch,
     days_to_refresh,
     usage_daily_job,
     usage_daily_schedule,
@@ -127,11 +128,16 @@ def test_yesterday_check_fails_then_passes(database_url: str, simulator: Simulat
         instance=instance,
         resources=resources(simulator, database_url),
     )
-    passed, metadata = yesterday_status(instance, USAGE, before_deadline, 6)
+    # An instance in use since before yesterday closed.
+    watched = Watch(
+        first_run_at=dt.datetime(2025, 11, 1, tzinfo=dt.UTC), daily_run_since_close=False
+    )
+    passed, metadata = yesterday_status(instance, USAGE, before_deadline, 6, watched)
     assert passed and metadata["state"].value == "not due yet"
-    passed, metadata = yesterday_status(instance, USAGE, after_deadline, 6)
+    passed, metadata = yesterday_status(instance, USAGE, after_deadline, 6, watched)
     assert not passed and metadata["state"].value == "missing"
     assert metadata["partition"].value == "2025-11-20"
+    assert "usage_daily_schedule" in metadata["why"].value
 
     dg.materialize(
         [completions_usage_hourly],
@@ -139,14 +145,65 @@ def test_yesterday_check_fails_then_passes(database_url: str, simulator: Simulat
         instance=instance,
         resources=resources(simulator, database_url),
     )
-    passed, metadata = yesterday_status(instance, USAGE, after_deadline, 6)
-    assert passed and "landed_at" in metadata
+    passed, metadata = yesterday_status(instance, USAGE, after_deadline, 6, watched)
+    assert passed and "landed_at" in metadata and metadata["state"].value == "landed"
+
+
+def test_a_new_instance_is_not_due_until_its_daily_run(
+    database_url: str, simulator: SimulatedAdminAPI
+) -> None:
+    """A fresh install after yesterday closed: nothing could have landed yesterday, so the check
+    passes and says why; once the daily schedule has run since the close, a missing day fails."""
+    instance = dg.DagsterInstance.ephemeral()
+    after_deadline = dt.datetime(2025, 11, 21, 7, 0, tzinfo=dt.UTC)
+    installed = dt.datetime(2025, 11, 21, 6, 30, tzinfo=dt.UTC)
+    fresh = Watch(first_run_at=installed, daily_run_since_close=False)
+    passed, metadata = yesterday_status(instance, USAGE, after_deadline, 6, fresh)
+    assert passed and metadata["state"].value == "not due: new instance"
+    assert "2025-11-21 06:30 UTC" in metadata["why"].value
+    assert "backfill" in metadata["why"].value
+    ran = Watch(first_run_at=installed, daily_run_since_close=True)
+    passed, metadata = yesterday_status(instance, USAGE, after_deadline, 6, ran)
+    assert not passed and metadata["state"].value == "missing"
+    # Installed exactly when yesterday closed counts as new; a minute before does not.
+    at_close = dt.datetime(2025, 11, 21, tzinfo=dt.UTC)
+    assert yesterday_status(instance, USAGE, after_deadline, 6, Watch(at_close, False))[0]
+    before = at_close - dt.timedelta(minutes=1)
+    assert not yesterday_status(instance, USAGE, after_deadline, 6, Watch(before, False))[0]
+
+
+def test_the_watch_reads_the_instance(database_url: str, simulator: SimulatedAdminAPI) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    closed = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    assert Watch.of(instance, closed) == Watch(None, False)
+    dg.materialize(
+        [completions_usage_hourly],
+        partition_key="2025-11-01",
+        instance=instance,
+        resources=resources(simulator, database_url),
+    )
+    watch = Watch.of(instance, closed)
+    assert watch.first_run_at is not None and watch.first_run_at > closed
+    assert not watch.daily_run_since_close
+    dg.materialize(
+        [completions_usage_hourly],
+        partition_key="2025-11-02",
+        instance=instance,
+        resources=resources(simulator, database_url),
+        tags={"dagster/schedule_name": "usage_daily_schedule"},
+    )
+    assert Watch.of(instance, closed).daily_run_since_close
+    # A daily run before the close does not count.
+    assert not Watch.of(
+        instance, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    ).daily_run_since_close
 
 
 def test_yesterday_check_runs_as_a_dagster_check(
     monkeypatch: pytest.MonkeyPatch, database_url: str, simulator: SimulatedAdminAPI
 ) -> None:
-    """The real check on the real clock: with a 00:00 deadline yesterday is always due."""
+    """The real check on the real clock, with a 00:00 deadline: on a new instance yesterday is
+    not due until the daily schedule has run; then it is due until it lands."""
     monkeypatch.setenv("USAGE_FRESHNESS_DEADLINE_HOUR", "0")
     instance = dg.DagsterInstance.ephemeral()
     usage_check = next(c for c in FRESHNESS_CHECKS if USAGE in {k.asset_key for k in c.check_keys})
@@ -162,6 +219,14 @@ def test_yesterday_check_runs_as_a_dagster_check(
         [evaluation] = result.get_asset_check_evaluations()
         return evaluation.passed
 
+    assert evaluate() is True  # a new instance: nothing could have landed yesterday
+    dg.materialize(  # the daily schedule's run, landing an older day only
+        [completions_usage_hourly],
+        partition_key="2025-11-01",
+        instance=instance,
+        resources=resources(simulator, database_url),
+        tags={"dagster/schedule_name": "usage_daily_schedule"},
+    )
     assert evaluate() is False
     yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     dg.materialize(

@@ -4,6 +4,7 @@ API keeps filling in recent hours after the fact), the names' daily refresh, and
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -20,6 +21,10 @@ from usage_assets.defs.chargeback.allocation import GROUP as CHARGEBACK_GROUP
 from usage_assets.defs.chargeback.allocation import cost_allocation_daily
 from usage_assets.defs.names.assets import openai_api_keys, openai_projects, openai_users
 from usage_assets.defs.usage.assets import USAGE_ASSETS
+
+#: The daily schedule's name: its runs (tag `dagster/schedule_name`) are what lands yesterday.
+DAILY_SCHEDULE_NAME = "usage_daily_schedule"
+
 
 usage_daily_job = dg.define_asset_job(
     "usage_daily_job",
@@ -66,6 +71,7 @@ def build_schedules(cron: str, running: bool) -> list[dg.ScheduleDefinition]:
     status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
 
     @dg.schedule(
+        name=DAILY_SCHEDULE_NAME,
         job=usage_daily_job,
         cron_schedule=cron,
         execution_timezone="UTC",
@@ -108,16 +114,46 @@ JOBS = [usage_daily_job, names_daily_job]
 # --------------------------------------------------------------------------- freshness
 
 
+@dataclass(frozen=True)
+class Watch:
+    """What this Dagster instance has seen: when it was first used (its oldest run) and whether
+    the daily schedule has started a run since yesterday closed."""
+
+    first_run_at: dt.datetime | None
+    daily_run_since_close: bool
+
+    @classmethod
+    def of(cls, instance: dg.DagsterInstance, closed_at: dt.datetime) -> "Watch":
+        oldest = instance.get_run_records(limit=1, ascending=True)
+        daily = instance.get_run_records(
+            filters=dg.RunsFilter(
+                tags={"dagster/schedule_name": DAILY_SCHEDULE_NAME}, created_after=closed_at
+            ),
+            limit=1,
+        )
+        return cls(
+            first_run_at=oldest[0].create_timestamp.astimezone(dt.UTC) if oldest else None,
+            daily_run_since_close=bool(daily),
+        )
+
+
 def yesterday_status(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, now: dt.datetime, deadline_hour: int
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    now: dt.datetime,
+    deadline_hour: int,
+    watch: Watch | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Has yesterday's partition of `asset_key` landed, or is it not due yet?
 
     Dagster's FreshnessPolicy looks at the latest materialization of any partition, so a
-    backfill of old days would hide a missing yesterday; this looks at yesterday itself.
+    backfill of old days would hide a missing yesterday; this looks at yesterday itself. It is
+    due after the deadline, unless nothing could have landed it yet: an instance first used
+    after yesterday closed (a fresh install) whose daily schedule has not run since.
     """
     now = now.astimezone(dt.UTC)
     yesterday = now.date() - dt.timedelta(days=1)
+    closed_at = dt.datetime.combine(now.date(), dt.time(), dt.UTC)
     deadline = dt.datetime.combine(now.date(), dt.time(deadline_hour), dt.UTC)
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[yesterday.isoformat()]),
@@ -130,9 +166,29 @@ def yesterday_status(
     if records:
         landed = dt.datetime.fromtimestamp(records[0].timestamp, dt.UTC)
         metadata["landed_at"] = dg.MetadataValue.text(landed.isoformat())
+        metadata["state"] = dg.MetadataValue.text("landed")
         return True, metadata
-    metadata["state"] = dg.MetadataValue.text("missing" if now >= deadline else "not due yet")
-    return now < deadline, metadata
+    if now < deadline:
+        metadata["state"] = dg.MetadataValue.text("not due yet")
+        return True, metadata
+    watch = watch or Watch.of(instance, closed_at)
+    fresh = watch.first_run_at is not None and watch.first_run_at >= closed_at
+    if fresh and not watch.daily_run_since_close:
+        metadata["state"] = dg.MetadataValue.text("not due: new instance")
+        metadata["why"] = dg.MetadataValue.text(
+            f"This Dagster instance was first used at {watch.first_run_at:%Y-%m-%d %H:%M} UTC, "
+            f"after {yesterday} closed, and {DAILY_SCHEDULE_NAME} has not run since: nothing "
+            "could have landed it yet. The next daily run loads the day that closes before it; "
+            f"to load {yesterday} now, backfill it from the asset's Partitions tab."
+        )
+        return True, metadata
+    metadata["state"] = dg.MetadataValue.text("missing")
+    metadata["why"] = dg.MetadataValue.text(
+        f"{yesterday} has not landed by {deadline:%H:%M} UTC (USAGE_FRESHNESS_DEADLINE_HOUR). "
+        f"{DAILY_SCHEDULE_NAME} loads it (USAGE_SCHEDULE_CRON): check that the schedule is "
+        "running and its last run succeeded, or backfill the day from the Partitions tab."
+    )
+    return False, metadata
 
 
 def _freshness_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
