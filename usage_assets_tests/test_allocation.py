@@ -118,13 +118,18 @@ def test_a_simulated_day_is_allocated_exactly(
     assert keys >= 5
     assert most_inexact_shares == 1  # the simulator bills with 16 decimals
     with engine.connect() as conn:
-        # The view: spend per project, key, user and model that adds up to the invoice.
+        # The view: spend per project, key, user and model that adds up to the invoice, each
+        # billed amount (day, project, line item, key, user) rounded to the micro-dollar: the
+        # view rounds each share, and only one share per billed amount has more decimals.
         per_project = conn.execute(
             text(
                 "SELECT v.project, v.usd = b.usd FROM (SELECT coalesce(project_id, '') AS project, "
                 "  sum(billed_usd) AS usd FROM openai_usage.v_cost_allocation_daily GROUP BY 1) v "
-                "FULL JOIN (SELECT coalesce(project_id, '') AS project, sum(amount_usd) AS usd "
-                "  FROM openai_usage.costs_daily GROUP BY 1) b USING (project)"
+                "FULL JOIN (SELECT project, sum(round(usd, 6)) AS usd FROM ("
+                "  SELECT coalesce(project_id, '') AS project, sum(amount_usd) AS usd "
+                "  FROM openai_usage.costs_daily "
+                "  GROUP BY usage_date, project_id, line_item, api_key_id, user_id) g "
+                "  GROUP BY 1) b USING (project)"
             )
         ).all()
         unnamed_keys = conn.execute(

@@ -309,7 +309,8 @@ def test_the_csv_view_has_the_same_columns_with_text_date_times(engine: Engine) 
     as_csv = view_columns(engine, CSV_VIEW)
     assert [name for name, _ in as_csv] == [name for name, _ in typed]
     for (name, data_type), (_, csv_type) in zip(typed, as_csv, strict=True):
-        expected = "text" if data_type == "timestamp with time zone" else data_type
+        as_text = data_type in ("timestamp with time zone", "boolean")  # 'true' / 'false'
+        expected = "text" if as_text else data_type
         assert csv_type == expected, name
 
 
@@ -570,3 +571,34 @@ def test_the_readonly_role_reads_both_views(engine: Engine, focus_rows: list[Any
         assert len(conn.execute(text(f"SELECT * FROM {VIEW}")).all()) == len(ROWS)
         assert len(conn.execute(text(f"SELECT * FROM {CSV_VIEW}")).all()) == len(ROWS)
         conn.execute(text("RESET ROLE"))
+
+
+def test_x_simulated_is_the_day_of_its_loads(engine: Engine, focus_rows: list[Any]) -> None:
+    """x_Simulated (migration 0015): true for the rows of an organization's day that some
+    usage load from the simulator recorded, whatever the other organization's loads of that
+    day; 'true' / 'false' in the CSV view."""
+    day = dt.date(2026, 11, 14)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {S}.usage_loads (organization, endpoint, usage_date, row_count, "
+                "bucket_count, group_by, simulated, source_url) VALUES "
+                "(:org, :endpoint, :day, 1, 1, '{project_id}', :simulated, 'test')"
+            ),
+            [
+                {"org": "org-a", "endpoint": "images", "day": day, "simulated": True},
+                {"org": "org-a", "endpoint": "completions", "day": day, "simulated": False},
+                {"org": "org-b", "endpoint": "completions", "day": day, "simulated": False},
+            ],
+        )
+        typed = [dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {VIEW}"))]
+        as_csv = [dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {CSV_VIEW}"))]
+    expected = [
+        r["BillingAccountId"] == "org-a" and r["ChargePeriodStart"].astimezone(UTC).date() == day
+        for r in typed
+    ]
+    assert [r["x_Simulated"] for r in typed] == expected
+    assert any(expected) and not all(expected)
+    assert sorted(r["x_Simulated"] for r in as_csv) == sorted(
+        "true" if simulated else "false" for simulated in expected
+    )
