@@ -38,3 +38,16 @@ def md_table(
     ]
     lines += ["| " + " | ".join(md_cell(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+DEFAULT_PROJECT = "(default project)"
+
+
+def named(identifier: str | None, name: str | None, *, none: str = DEFAULT_PROJECT) -> str:
+    """An id as a FinOps reader knows it: "Support Copilot (proj_abc)", the name first and the
+    id beside it (names change and repeat; ids do not). An id whose name is not known yet
+    (the names assets have not run) is shown alone; NULL (the default project, no key) is
+    `none`."""
+    if identifier is None:
+        return none
+    return f"{name} ({identifier})" if name else identifier

@@ -119,3 +119,37 @@ def test_dg_check_defs() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All definitions loaded successfully" in result.stdout + result.stderr
     assert "Warning" not in result.stderr, result.stderr
+
+
+def test_every_table_asset_describes_every_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI's Columns tab: every asset that is a table of ours (kind postgres) names it and
+    has its column schema, a column per table column with the model's comment as description."""
+    from usage_assets.warehouse.models import Base
+
+    defs: dg.Definitions = load_definitions(monkeypatch)
+    tables = {table.fullname: table for table in Base.metadata.tables.values()}
+    described = set()
+    for asset in defs.resolve_all_asset_specs():
+        if "postgres" not in asset.kinds:
+            continue
+        key = asset.key.to_user_string()
+        name = asset.metadata.get("dagster/table_name")
+        assert name in tables, (key, name)
+        schema = asset.metadata.get("dagster/column_schema")
+        assert isinstance(schema, dg.TableSchema), key
+        table = tables[name]
+        assert [c.name for c in schema.columns] == [c.name for c in table.columns], key
+        for schema_column, column in zip(schema.columns, table.columns, strict=True):
+            assert schema_column.description, (key, column.name)
+            assert schema_column.description == column.comment, (key, column.name)
+        described.add(name)
+    # Every table is an asset but the price snapshot (written by the cost assets) and the loads'
+    # bookkeeping (written by the usage assets, each day in its own transaction).
+    not_assets = {
+        "model_prices",
+        "model_aliases",
+        "unit_prices",
+        "usage_loads",
+        "usage_day_revisions",
+    }
+    assert described == set(tables) - {f"openai_usage.{name}" for name in not_assets}

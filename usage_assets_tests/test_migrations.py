@@ -450,3 +450,48 @@ def test_costs_grouping_migration_up_and_down(
         ).scalar_one()
     assert kind == (0 if server_version else 1)
     assert ("coalesce" in index.lower()) is bool(server_version)
+
+
+def _comments(engine: Engine) -> dict[str, str | None]:
+    """Every table's and column's PostgreSQL comment in the schema, as psql `\\d+` shows it."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "WITH t AS (SELECT c.oid, c.relname FROM pg_class c "
+                "           JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "           WHERE n.nspname = :schema AND c.relkind = 'r' "
+                "             AND c.relname <> :version) "
+                "SELECT relname, obj_description(oid, 'pg_class') FROM t "
+                "UNION ALL "
+                "SELECT relname || '.' || a.attname, col_description(t.oid, a.attnum) "
+                "FROM t JOIN pg_attribute a ON a.attrelid = t.oid "
+                "WHERE a.attnum > 0 AND NOT a.attisdropped"
+            ),
+            {"schema": SCHEMA, "version": VERSION_TABLE},
+        ).all()
+    return {name: comment for name, comment in rows}
+
+
+def test_column_comments_migration_up_and_down(fresh_url: str) -> None:
+    """0016 gives every table and column of the schema the models' comment, as PostgreSQL's
+    COMMENT (what BI tools show); its downgrade restores the comments the revision before had."""
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config(fresh_url)
+    before_revision = ScriptDirectory.from_config(config).get_revision("0016").down_revision
+    assert isinstance(before_revision, str)
+    engine = engine_for(fresh_url)
+    migrate(fresh_url, before_revision)
+    before = _comments(engine)
+    assert any(comment is None for comment in before.values())  # what 0016 is for
+    migrate(fresh_url, "0016")
+    after = _comments(engine)
+    expected = {
+        f"{table.name}.{column.name}": column.comment
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+    } | {table.name: table.comment for table in Base.metadata.tables.values()}
+    assert after == expected
+    assert all(after.values())
+    command.downgrade(config, before_revision)
+    assert _comments(engine) == before

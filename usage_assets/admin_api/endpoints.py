@@ -118,6 +118,13 @@ class UsageEndpoint:
             "result",
         )
 
+    def comment_of(self, column: str) -> str:
+        """The column comment of a dimension or metric (the table's and the README's wording)."""
+        by_name = {d.name: d.comment for d in self.dimensions} | {
+            m.name: m.comment for m in self.metrics
+        }
+        return by_name[column]
+
     def filter(self, name: str) -> Filter | None:
         return next((f for f in self.filters if f.name == name), None)
 
@@ -129,12 +136,28 @@ class UsageEndpoint:
         assert set(self.summed_metrics) <= set(names), self.name
 
 
-PROJECT = Dimension("project_id", comment="NULL: the default project, or not grouped by it.")
-USER = Dimension("user_id", comment="NULL: no user (service account key), or not grouped.")
-API_KEY = Dimension("api_key_id", comment="NULL: no key (e.g. playground), or not grouped.")
-MODEL = Dimension("model")
+# The comments are the tables' column comments (and so the README's table dictionary and the
+# Dagster UI's column descriptions): a FinOps reader's wording.
+PROJECT = Dimension(
+    "project_id", comment="Project; NULL for usage of the default project or when not grouped."
+)
+USER = Dimension("user_id", comment="User; NULL for service-account keys or when not grouped.")
+API_KEY = Dimension(
+    "api_key_id",
+    comment="API key; NULL for usage without a key (e.g. playground) or when not grouped.",
+)
+MODEL = Dimension(
+    "model",
+    comment="Model as reported, including dated snapshots (gpt-4o-mini-2024-07-18) and "
+    "fine-tunes (ft:...); NULL when not grouped.",
+)
+API_SOURCE = Dimension("api_source", comment="agents_api or unlabeled; NULL when not grouped.")
 _IDS = (Filter("project_ids"), Filter("user_ids"), Filter("api_key_ids"))
-_REQUESTS_OPTIONAL = Metric("num_model_requests", required=False)
+_REQUESTS_OPTIONAL = Metric(
+    "num_model_requests",
+    required=False,
+    comment="Model requests; NULL where the API does not report them.",
+)
 
 COMPLETIONS: Final = UsageEndpoint(
     name="completions",
@@ -144,38 +167,61 @@ COMPLETIONS: Final = UsageEndpoint(
         USER,
         API_KEY,
         MODEL,
-        Dimension("batch", "boolean", "True: Batch API usage (billed at a discount)."),
-        Dimension("service_tier", comment="default, flex, priority or scale."),
-        Dimension("api_source", comment="agents_api or unlabeled; NULL when not grouped."),
+        Dimension(
+            "batch",
+            "boolean",
+            "True: Batch API usage (billed at a discount); NULL when not grouped.",
+        ),
+        Dimension(
+            "service_tier", comment="default, flex, priority, scale, ...; NULL when not grouped."
+        ),
+        API_SOURCE,
     ),
     metrics=(
         # The endpoint document's first group: every result carries them.
-        Metric("input_tokens", comment="All input tokens, cached and cache writes included."),
-        Metric("output_tokens"),
-        Metric("num_model_requests"),
-        # The API reference's breakdown: older data and API versions may omit them.
-        Metric("input_cached_tokens", required=False),
+        Metric(
+            "input_tokens",
+            comment="All input tokens, including cached and cache-write tokens, across text, "
+            "audio and image.",
+        ),
+        Metric("output_tokens", comment="All output tokens across text, audio and image."),
+        Metric("num_model_requests", comment="Model requests."),
+        # The API reference's breakdown: older data and API versions may omit them (NULL).
+        Metric(
+            "input_cached_tokens",
+            required=False,
+            comment="Input served from the prompt cache; NULL where not reported.",
+        ),
         Metric(
             "input_cache_write_tokens",
             required=False,
-            comment="All input written to the cache: 30-minute and 12-hour retention.",
+            comment="All input written to the cache, 30-minute and 12-hour retention together.",
         ),
         Metric(
             "input_cache_write_30m_tokens",
             required=False,
-            comment="30-minute cache writes; NULL in older responses (total - 12h).",
+            comment="Of the cache writes, those for 30 minutes; NULL in older responses: then "
+            "input_cache_write_tokens - input_cache_write_12h_tokens.",
         ),
-        Metric("input_cache_write_12h_tokens", required=False),
-        Metric("input_uncached_tokens", required=False),
-        Metric("input_text_tokens", required=False),
-        Metric("input_audio_tokens", required=False),
-        Metric("input_image_tokens", required=False),
-        Metric("input_cached_text_tokens", required=False),
-        Metric("input_cached_audio_tokens", required=False),
-        Metric("input_cached_image_tokens", required=False),
-        Metric("output_text_tokens", required=False),
-        Metric("output_audio_tokens", required=False),
-        Metric("output_image_tokens", required=False),
+        Metric(
+            "input_cache_write_12h_tokens",
+            required=False,
+            comment="Of the cache writes, those for 12 hours.",
+        ),
+        Metric(
+            "input_uncached_tokens",
+            required=False,
+            comment="Uncached input, excluding cache writes.",
+        ),
+        Metric("input_text_tokens", required=False, comment="Uncached text input."),
+        Metric("input_audio_tokens", required=False, comment="Uncached audio input."),
+        Metric("input_image_tokens", required=False, comment="Uncached image input."),
+        Metric("input_cached_text_tokens", required=False, comment="Cached text input."),
+        Metric("input_cached_audio_tokens", required=False, comment="Cached audio input."),
+        Metric("input_cached_image_tokens", required=False, comment="Cached image input."),
+        Metric("output_text_tokens", required=False, comment="Text output."),
+        Metric("output_audio_tokens", required=False, comment="Audio output."),
+        Metric("output_image_tokens", required=False, comment="Image output."),
     ),
     filters=(*_IDS, Filter("models"), Filter("batch", "boolean")),
     summary=(
@@ -191,7 +237,7 @@ EMBEDDINGS: Final = UsageEndpoint(
     name="embeddings",
     result_object="organization.usage.embeddings.result",
     dimensions=(PROJECT, USER, API_KEY, MODEL),
-    metrics=(Metric("input_tokens"), _REQUESTS_OPTIONAL),
+    metrics=(Metric("input_tokens", comment="Input tokens embedded."), _REQUESTS_OPTIONAL),
     filters=(*_IDS, Filter("models")),
     summary="Hourly embeddings usage (input tokens), per project, user, API key and model",
     volume_metrics=("input_tokens",),
@@ -202,7 +248,10 @@ MODERATIONS: Final = UsageEndpoint(
     name="moderations",
     result_object="organization.usage.moderations.result",
     dimensions=(PROJECT, USER, API_KEY, MODEL),
-    metrics=(Metric("input_tokens"), _REQUESTS_OPTIONAL),
+    metrics=(
+        Metric("input_tokens", comment="Input tokens moderated (moderations are free)."),
+        _REQUESTS_OPTIONAL,
+    ),
     filters=(*_IDS, Filter("models")),
     summary="Hourly moderations usage (input tokens, free), per project, user, API key and model",
     volume_metrics=("input_tokens",),
@@ -220,8 +269,15 @@ IMAGES: Final = UsageEndpoint(
         USER,
         API_KEY,
         MODEL,
-        Dimension("size", comment="256x256, 512x512, 1024x1024, 1792x1792 or 1024x1792."),
-        Dimension("source", comment="image.generation, image.edit or image.variation."),
+        Dimension(
+            "size",
+            comment="Image size: 256x256, 512x512, 1024x1024, 1792x1792 or 1024x1792; NULL "
+            "when not grouped.",
+        ),
+        Dimension(
+            "source",
+            comment="image.generation, image.edit or image.variation; NULL when not grouped.",
+        ),
     ),
     metrics=(Metric("images", comment="Images produced."), _REQUESTS_OPTIONAL),
     filters=(
@@ -289,7 +345,12 @@ CODE_INTERPRETER_SESSIONS: Final = UsageEndpoint(
 FILE_SEARCH_CALLS: Final = UsageEndpoint(
     name="file_search_calls",
     result_object="organization.usage.file_searches.result",
-    dimensions=(PROJECT, USER, API_KEY, Dimension("vector_store_id")),
+    dimensions=(
+        PROJECT,
+        USER,
+        API_KEY,
+        Dimension("vector_store_id", comment="The vector store searched; NULL when not grouped."),
+    ),
     metrics=(Metric("num_requests", comment="File search tool calls."),),
     filters=(*_IDS, Filter("vector_store_ids")),
     summary="Hourly file search tool calls, per project, user, API key and vector store",
@@ -307,8 +368,11 @@ WEB_SEARCH_CALLS: Final = UsageEndpoint(
         USER,
         API_KEY,
         MODEL,
-        Dimension("context_level", comment="Search context size: low, medium or high."),
-        Dimension("api_source"),
+        Dimension(
+            "context_level",
+            comment="Search context size: low, medium or high; NULL when not grouped.",
+        ),
+        API_SOURCE,
     ),
     metrics=(Metric("num_requests", comment="Web search tool calls."), _REQUESTS_OPTIONAL),
     filters=(*_IDS, Filter("models"), Filter("context_levels", allowed=WEB_SEARCH_CONTEXT_LEVELS)),

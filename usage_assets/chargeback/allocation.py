@@ -265,6 +265,8 @@ class AllocationGap:
     line_item: str | None
     billed_usd: Decimal
     allocated_usd: Decimal
+    #: The project's name (`projects`), shown beside the id; None while unknown.
+    project_name: str | None = None
 
 
 GAPS_SQL = f"""
@@ -280,11 +282,13 @@ WITH billed AS (
     GROUP BY 1, 2, 3
 )
 SELECT coalesce(b.usage_date, a.usage_date), coalesce(b.project_id, a.project_id),
-       coalesce(b.line_item, a.line_item), coalesce(b.usd, 0), coalesce(a.usd, 0)
+       coalesce(b.line_item, a.line_item), coalesce(b.usd, 0), coalesce(a.usd, 0), p.name
 FROM billed b
 FULL JOIN allocated a
        ON a.usage_date = b.usage_date AND a.project_id IS NOT DISTINCT FROM b.project_id
       AND a.line_item IS NOT DISTINCT FROM b.line_item
+LEFT JOIN {S}.projects p
+       ON p.organization = :organization AND p.id = coalesce(b.project_id, a.project_id)
 WHERE coalesce(b.usd, 0) <> coalesce(a.usd, 0)
 ORDER BY 1, 2 NULLS FIRST, 3 NULLS FIRST
 """
@@ -313,9 +317,10 @@ class AllocationTotals:
     unallocated_by_reason: list[tuple[str, Decimal]]
     #: Allocated USD per allocation basis ("estimated cost of the token kind", ...).
     by_basis: list[tuple[str, Decimal]]
-    #: Allocated USD per project (top 10), and per API key (top 10).
-    top_projects: list[tuple[str | None, Decimal]]
-    top_api_keys: list[tuple[str | None, Decimal]]
+    #: Allocated USD per project (top 10), and per API key (top 10): (id, its name from
+    #: `projects` / `api_keys` or None, USD).
+    top_projects: list[tuple[str | None, str | None, Decimal]]
+    top_api_keys: list[tuple[str | None, str | None, Decimal]]
 
 
 TOTALS_SQL = f"""
@@ -348,6 +353,26 @@ def _grouped(
     ]
 
 
+def _top_named(
+    conn: Connection, column: str, names: str, bounds: dict[str, Any]
+) -> list[tuple[Any, str | None, Decimal]]:
+    """Allocated USD per value of the id `column`, largest first (ten), with its name from the
+    names table `names` (keyed by organization and id)."""
+    return [
+        tuple(row)
+        for row in conn.execute(
+            text(
+                f"SELECT a.{column}, n.name, sum(a.allocated_usd) AS usd FROM {S}.{TABLE} a "
+                f"LEFT JOIN {S}.{names} n ON n.organization = a.organization "
+                f"AND n.id = a.{column} "
+                "WHERE a.organization = :organization AND a.usage_date >= :first "
+                "AND a.usage_date < :end GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 10"
+            ),
+            bounds,
+        )
+    ]
+
+
 def allocation_totals(
     engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> AllocationTotals:
@@ -367,6 +392,6 @@ def allocation_totals(
                 conn, "unallocated_reason", bounds, "AND unallocated_reason IS NOT NULL"
             ),
             by_basis=_grouped(conn, "allocation_basis", bounds, "AND allocation_basis IS NOT NULL"),
-            top_projects=_grouped(conn, "project_id", bounds),
-            top_api_keys=_grouped(conn, "api_key_id", bounds),
+            top_projects=_top_named(conn, "project_id", "projects", bounds),
+            top_api_keys=_top_named(conn, "api_key_id", "api_keys", bounds),
         )

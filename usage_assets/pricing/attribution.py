@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
-from usage_assets.markdown import md_table
+from usage_assets.markdown import md_table, named
 from usage_assets.pricing.prices import (
     UNIT_KINDS,
     PriceRow,
@@ -472,7 +472,8 @@ class CostTotals:
     num_model_requests: int
     #: Distinct projects (the default project, NULL, counts as one).
     projects: int
-    top_projects: list[tuple[str | None, Decimal]]
+    #: The ten costliest projects: (project_id, its name from `projects` or None, cost).
+    top_projects: list[tuple[str | None, str | None, Decimal]]
 
 
 def cost_totals(
@@ -493,10 +494,13 @@ def cost_totals(
         ).one()
         top = conn.execute(
             text(
-                "SELECT project_id, coalesce(sum(cost_usd), 0) AS cost "
-                f"FROM {S}.project_daily_costs "
-                "WHERE organization = :organization AND usage_date >= :first AND usage_date < :end "
-                "GROUP BY project_id ORDER BY cost DESC NULLS LAST LIMIT 10"
+                "SELECT c.project_id, p.name, coalesce(sum(c.cost_usd), 0) AS cost "
+                f"FROM {S}.project_daily_costs c "
+                f"LEFT JOIN {S}.projects p ON p.organization = c.organization "
+                "AND p.id = c.project_id "
+                "WHERE c.organization = :organization AND c.usage_date >= :first "
+                "AND c.usage_date < :end "
+                "GROUP BY c.project_id, p.name ORDER BY cost DESC NULLS LAST, 1 LIMIT 10"
             ),
             bounds,
         ).all()
@@ -508,7 +512,7 @@ def cost_totals(
         output_tokens=int(row[4]),
         num_model_requests=int(row[5]),
         projects=int(row[6]),
-        top_projects=[(project, Decimal(cost)) for project, cost in top],
+        top_projects=[(project, name, Decimal(cost)) for project, name, cost in top],
     )
 
 
@@ -606,6 +610,12 @@ _ESTIMATES = f"""
     WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
 """
 
+#: The project's name beside its id (NULL: the default project, or not in `projects` yet).
+_PROJECT_NAME = (
+    f"LEFT JOIN {S}.projects p ON p.organization = :organization "
+    "AND p.id = coalesce(e.project_id, b.project_id)"
+)
+
 RECONCILE_PROJECTS_SQL = f"""
 WITH estimated AS (
     SELECT usage_date, project_id, sum(cost_usd) AS estimated_usd
@@ -618,9 +628,10 @@ WITH estimated AS (
     GROUP BY 1, 2
 )
 SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
-       coalesce(e.estimated_usd, 0), coalesce(b.billed_usd, 0)
+       coalesce(e.estimated_usd, 0), coalesce(b.billed_usd, 0), p.name
 FROM estimated e
 FULL JOIN billed b ON b.usage_date = e.usage_date AND b.project_id IS NOT DISTINCT FROM e.project_id
+{_PROJECT_NAME}
 """
 
 #: v_reconciliation_daily (migration 0008) for a range of days: per day, project and family
@@ -640,11 +651,12 @@ WITH estimated AS (
 )
 SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
        coalesce(e.family, b.family), coalesce(e.usd, 0), coalesce(b.usd, 0),
-       coalesce(e.unpriced_rows, 0)
+       coalesce(e.unpriced_rows, 0), p.name
 FROM estimated e
 FULL JOIN billed b
        ON b.usage_date = e.usage_date AND b.project_id IS NOT DISTINCT FROM e.project_id
       AND b.family = e.family
+{_PROJECT_NAME}
 """
 
 RECONCILE_LINE_ITEMS_SQL = f"""
@@ -665,11 +677,12 @@ WITH estimated AS (
 )
 SELECT coalesce(e.usage_date, b.usage_date), coalesce(e.project_id, b.project_id),
        coalesce(e.model, b.model), coalesce(e.line_item_kind, b.line_item_kind),
-       coalesce(e.usd, 0), coalesce(b.usd, 0)
+       coalesce(e.usd, 0), coalesce(b.usd, 0), p.name
 FROM estimated e
 FULL JOIN billed b
        ON b.usage_date = e.usage_date AND b.project_id IS NOT DISTINCT FROM e.project_id
       AND b.model IS NOT DISTINCT FROM e.model AND b.line_item_kind = e.line_item_kind
+{_PROJECT_NAME}
 WHERE coalesce(e.usd, 0) <> 0 OR coalesce(b.usd, 0) <> 0
 """
 
@@ -681,6 +694,8 @@ class Gap:
     what: str
     estimated_usd: Decimal
     billed_usd: Decimal
+    #: The project's name (`projects`), shown beside the id; None while unknown.
+    project_name: str | None = None
 
     @property
     def difference_usd(self) -> Decimal:
@@ -724,7 +739,7 @@ class Reconciliation:
                 g.usage_date if t is None else min(t.usage_date, g.usage_date), None, g.what,
                 g.estimated_usd + (t.estimated_usd if t else 0),
                 g.billed_usd + (t.billed_usd if t else 0),
-                g.unpriced_rows + (t.unpriced_rows if t else 0),
+                unpriced_rows=g.unpriced_rows + (t.unpriced_rows if t else 0),
             )  # fmt: skip
         order = {kind: i for i, kind in enumerate(USAGE_KINDS)}
         return sorted(totals.values(), key=lambda g: (order.get(g.what, len(order)), g.what))
@@ -748,16 +763,18 @@ def reconcile(
     bounds = period_bounds(first, end, organization)
     with engine.connect() as conn:
         projects = [
-            Gap(d, p, "all usage", Decimal(e), Decimal(b))
-            for d, p, e, b in conn.execute(text(RECONCILE_PROJECTS_SQL), bounds)
+            Gap(d, p, "all usage", Decimal(e), Decimal(b), name)
+            for d, p, e, b, name in conn.execute(text(RECONCILE_PROJECTS_SQL), bounds)
         ]
         families = [
-            FamilyGap(d, p, family, Decimal(e), Decimal(b), int(u))
-            for d, p, family, e, b, u in conn.execute(text(RECONCILE_FAMILIES_SQL), bounds)
+            FamilyGap(d, p, family, Decimal(e), Decimal(b), name, unpriced_rows=int(u))
+            for d, p, family, e, b, u, name in conn.execute(text(RECONCILE_FAMILIES_SQL), bounds)
         ]
         line_items = [
-            Gap(d, p, f"{model}, {kind}", Decimal(e), Decimal(b))
-            for d, p, model, kind, e, b in conn.execute(text(RECONCILE_LINE_ITEMS_SQL), bounds)
+            Gap(d, p, f"{model}, {kind}", Decimal(e), Decimal(b), name)
+            for d, p, model, kind, e, b, name in conn.execute(
+                text(RECONCILE_LINE_ITEMS_SQL), bounds
+            )
         ]
     return Reconciliation(projects, families, line_items, Decimal(str(tolerance)), organization)
 
@@ -791,7 +808,7 @@ def gaps_markdown(gaps: Sequence[Gap], what: str = "line items") -> str:
         [
             (
                 g.usage_date,
-                g.project_id or "(default project)",
+                named(g.project_id, g.project_name),
                 g.what,
                 money(g.estimated_usd),
                 money(g.billed_usd),

@@ -39,10 +39,28 @@ VERSION_TABLE = "usage_assets_alembic_version"
 #: What `organization` holds for rows of a code location without OPENAI_ORGANIZATION or
 #: USAGE_ORGANIZATION_LABEL, and for rows stored before migration 0009.
 DEFAULT_ORGANIZATION = DEFAULT_ORGANIZATION_LABEL
+# Column comments are the one description of a column: PostgreSQL has them (COMMENT ON, for
+# BI tools), the Dagster UI shows them (`table_schema`), and the README's table dictionary is
+# generated from them (`table_dictionary`). Every column has one.
 ORGANIZATION_COMMENT = (
-    "The OpenAI organization the row belongs to: OPENAI_ORGANIZATION, else "
-    "USAGE_ORGANIZATION_LABEL (default 'default')."
+    "The OpenAI organization the row belongs to: OPENAI_ORGANIZATION of the code location that "
+    "wrote it, else its USAGE_ORGANIZATION_LABEL (default 'default', also for rows stored "
+    "before migration 0009)."
 )
+#: The comments the hourly usage tables share.
+USAGE_ID_COMMENT = "Surrogate key (changes when the day is reloaded)."
+BUCKET_START_COMMENT = "Start of the UTC hour [bucket_start, bucket_end)."
+BUCKET_END_COMMENT = "End of the UTC hour (exclusive)."
+RESULT_COMMENT = (
+    "The API's whole result object, including fields added after this release. A NUL character "
+    "(which jsonb cannot store) in such a field or key is kept as the six characters \\u0000; "
+    "NaN and Infinity as the strings 'NaN', 'Infinity'."
+)
+INGESTED_AT_COMMENT = "When the row was written."
+#: The comments the daily tables computed from other tables share.
+COMPUTED_ID_COMMENT = "Surrogate key (changes when the day is recomputed)."
+COMPUTED_AT_COMMENT = "When the row was computed."
+FETCHED_AT_COMMENT = "When the row was fetched from the Admin API."
 
 
 def organization_column(*, primary_key: bool = False) -> Mapped[str]:
@@ -53,6 +71,11 @@ def organization_column(*, primary_key: bool = False) -> Mapped[str]:
         server_default=DEFAULT_ORGANIZATION,
         comment=ORGANIZATION_COMMENT,
     )
+
+
+def _completions(column: str) -> str:
+    """The comment of a completions dimension or metric: written once, in `endpoints`."""
+    return COMPLETIONS.comment_of(column)
 
 
 #: The completions endpoint's dimensions and metrics, in API order (see `endpoints`).
@@ -98,47 +121,83 @@ class CompletionsUsageHourly(Base):
         {"comment": "OpenAI completions usage, one row per UTC hour and usage group."},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger, Identity(always=True), primary_key=True, comment=USAGE_ID_COMMENT
+    )
     organization: Mapped[str] = organization_column()
-    bucket_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    bucket_end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    bucket_start: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), comment=BUCKET_START_COMMENT
+    )
+    bucket_end: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), comment=BUCKET_END_COMMENT
+    )
 
-    project_id: Mapped[str | None] = mapped_column(Text)
-    user_id: Mapped[str | None] = mapped_column(Text)
-    api_key_id: Mapped[str | None] = mapped_column(Text)
-    model: Mapped[str | None] = mapped_column(Text)
-    batch: Mapped[bool | None] = mapped_column(Boolean)
-    service_tier: Mapped[str | None] = mapped_column(Text)
-    api_source: Mapped[str | None] = mapped_column(Text)
+    project_id: Mapped[str | None] = mapped_column(Text, comment=_completions("project_id"))
+    user_id: Mapped[str | None] = mapped_column(Text, comment=_completions("user_id"))
+    api_key_id: Mapped[str | None] = mapped_column(Text, comment=_completions("api_key_id"))
+    model: Mapped[str | None] = mapped_column(Text, comment=_completions("model"))
+    batch: Mapped[bool | None] = mapped_column(Boolean, comment=_completions("batch"))
+    service_tier: Mapped[str | None] = mapped_column(Text, comment=_completions("service_tier"))
+    api_source: Mapped[str | None] = mapped_column(Text, comment=_completions("api_source"))
 
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    num_model_requests: Mapped[int] = mapped_column(BigInteger)
-    input_cached_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, comment=_completions("input_tokens"))
+    output_tokens: Mapped[int] = mapped_column(BigInteger, comment=_completions("output_tokens"))
+    num_model_requests: Mapped[int] = mapped_column(
+        BigInteger, comment=_completions("num_model_requests")
+    )
+    input_cached_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_cached_tokens")
+    )
     input_cache_write_tokens: Mapped[int | None] = mapped_column(
-        BigInteger, comment="All input written to the cache: 30-minute and 12-hour retention."
+        BigInteger, comment=_completions("input_cache_write_tokens")
     )
     input_cache_write_30m_tokens: Mapped[int | None] = mapped_column(
-        BigInteger, comment="30-minute cache writes; NULL in older responses (total - 12h)."
+        BigInteger, comment=_completions("input_cache_write_30m_tokens")
     )
-    input_cache_write_12h_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_uncached_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_text_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_audio_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_image_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_cached_text_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_cached_audio_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    input_cached_image_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    output_text_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    output_audio_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    output_image_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    input_cache_write_12h_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_cache_write_12h_tokens")
+    )
+    input_uncached_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_uncached_tokens")
+    )
+    input_text_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_text_tokens")
+    )
+    input_audio_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_audio_tokens")
+    )
+    input_image_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_image_tokens")
+    )
+    input_cached_text_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_cached_text_tokens")
+    )
+    input_cached_audio_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_cached_audio_tokens")
+    )
+    input_cached_image_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("input_cached_image_tokens")
+    )
+    output_text_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("output_text_tokens")
+    )
+    output_audio_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("output_audio_tokens")
+    )
+    output_image_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=_completions("output_image_tokens")
+    )
 
-    result: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, comment="The API's full result object, including fields unknown today."
-    )
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB, comment=RESULT_COMMENT)
     ingested_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=INGESTED_AT_COMMENT
     )
+
+
+_TOTAL_COMMENT = (
+    ", summed over its rows; NULL for an endpoint without that metric, and for days landed "
+    "before migration 0005 until their next reload."
+)
 
 
 class UsageLoad(Base):
@@ -155,28 +214,54 @@ class UsageLoad(Base):
         comment="The usage endpoint: completions, embeddings, images, ... (its table is "
         "<endpoint>_usage_hourly).",
     )
-    usage_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    row_count: Mapped[int] = mapped_column(Integer)
-    bucket_count: Mapped[int] = mapped_column(Integer)
-    group_by: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    simulated: Mapped[bool] = mapped_column(Boolean)
-    source_url: Mapped[str] = mapped_column(String(500))
-    dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    usage_date: Mapped[dt.date] = mapped_column(Date, primary_key=True, comment="The UTC day.")
+    row_count: Mapped[int] = mapped_column(Integer, comment="Rows the load wrote for the day.")
+    bucket_count: Mapped[int] = mapped_column(
+        Integer, comment="Hourly buckets the API returned for the day (24 for a closed day)."
+    )
+    group_by: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), comment="The dimensions requested (the API's group_by)."
+    )
+    simulated: Mapped[bool] = mapped_column(
+        Boolean, comment="True: loaded from the simulated Admin API, not from OpenAI."
+    )
+    source_url: Mapped[str] = mapped_column(
+        String(500), comment="The Admin API root the day was fetched from, or 'simulator'."
+    )
+    dagster_run_id: Mapped[str | None] = mapped_column(
+        String(64), comment="The Dagster run that loaded the day."
+    )
     loaded_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment="When the day was loaded."
     )
     # The day's totals, so the next reload knows what it replaces without scanning the day;
     # NULL for days landed before migration 0005 (the next reload sums their rows once), and
     # for endpoints without the metric.
-    input_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    output_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
+    input_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"The day's input_tokens{_TOTAL_COMMENT}"
+    )
+    output_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"The day's output_tokens{_TOTAL_COMMENT}"
+    )
+    num_model_requests: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"The day's num_model_requests{_TOTAL_COMMENT}"
+    )
     totals: Mapped[dict[str, int] | None] = mapped_column(
         JSONB, comment="Sum of each metric over the day's rows (gauges: summed per hour)."
     )
     volume: Mapped[int | None] = mapped_column(
-        BigInteger, comment="The endpoint's volume (completions: input + output tokens)."
+        BigInteger,
+        comment="The endpoint's volume, what a reload must not lose: completions input + "
+        "output tokens, embeddings and moderations input tokens, vector stores byte-hours, the "
+        "others their first metric (images, characters, seconds, sessions, calls).",
     )
+
+
+_PREVIOUS_COMMENT = (
+    "of the day before this load; NULL on the day's first load and for an endpoint without "
+    "that metric."
+)
+_NEW_COMMENT = "of this load; NULL for an endpoint without that metric."
 
 
 class UsageDayRevision(Base):
@@ -190,35 +275,65 @@ class UsageDayRevision(Base):
     )
 
     organization: Mapped[str] = organization_column(primary_key=True)
-    endpoint: Mapped[str] = mapped_column(Text, primary_key=True, server_default="completions")
-    usage_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(
+        Text,
+        primary_key=True,
+        server_default="completions",
+        comment="The usage endpoint: completions, embeddings, images, ...",
+    )
+    usage_date: Mapped[dt.date] = mapped_column(
+        Date, primary_key=True, comment="The UTC day loaded."
+    )
     revision: Mapped[int] = mapped_column(
         Integer, primary_key=True, comment="1 for the day's first recorded load, then 2, 3, ..."
     )
-    dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    dagster_run_id: Mapped[str | None] = mapped_column(
+        String(64), comment="The Dagster run of this load."
+    )
     loaded_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment="When this load was written."
     )
     day_closed: Mapped[bool] = mapped_column(
         Boolean, comment="The UTC day had ended when it was fetched (false: today, partial)."
     )
-    bucket_count: Mapped[int] = mapped_column(Integer)
+    bucket_count: Mapped[int] = mapped_column(Integer, comment="Hourly buckets this load fetched.")
     previous_row_count: Mapped[int | None] = mapped_column(
-        Integer, comment="NULL: nothing was loaded for the day before."
+        Integer,
+        comment="Rows of the load this one replaced; NULL: nothing was loaded for the day before.",
     )
-    new_row_count: Mapped[int] = mapped_column(Integer)
-    previous_input_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    new_input_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    previous_output_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    new_output_tokens: Mapped[int | None] = mapped_column(BigInteger)
-    previous_num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
-    new_num_model_requests: Mapped[int | None] = mapped_column(BigInteger)
+    new_row_count: Mapped[int] = mapped_column(Integer, comment="Rows this load wrote.")
+    previous_input_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"input_tokens {_PREVIOUS_COMMENT}"
+    )
+    new_input_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"input_tokens {_NEW_COMMENT}"
+    )
+    previous_output_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"output_tokens {_PREVIOUS_COMMENT}"
+    )
+    new_output_tokens: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"output_tokens {_NEW_COMMENT}"
+    )
+    previous_num_model_requests: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"num_model_requests {_PREVIOUS_COMMENT}"
+    )
+    new_num_model_requests: Mapped[int | None] = mapped_column(
+        BigInteger, comment=f"num_model_requests {_NEW_COMMENT}"
+    )
     previous_volume: Mapped[int | None] = mapped_column(
-        BigInteger, comment="The endpoint's volume before (completions: tokens)."
+        BigInteger,
+        comment="The endpoint's volume before this load (completions: input + output tokens); "
+        "NULL on the day's first load.",
     )
-    new_volume: Mapped[int | None] = mapped_column(BigInteger)
-    previous_totals: Mapped[dict[str, int] | None] = mapped_column(JSONB)
-    new_totals: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    new_volume: Mapped[int | None] = mapped_column(
+        BigInteger, comment="The endpoint's volume of this load."
+    )
+    previous_totals: Mapped[dict[str, int] | None] = mapped_column(
+        JSONB, comment="Each metric summed over the day before this load; NULL on its first load."
+    )
+    new_totals: Mapped[dict[str, int] | None] = mapped_column(
+        JSONB, comment="Each metric summed over this load's rows."
+    )
 
 
 #: Columns the bulk writer fills, in COPY order (everything but `id` and `ingested_at`).
@@ -234,7 +349,7 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
     return Table(
         name,
         Base.metadata,
-        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("id", BigInteger, Identity(always=True), primary_key=True, comment=USAGE_ID_COMMENT),
         Column(
             "organization",
             Text,
@@ -242,8 +357,10 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
             server_default=DEFAULT_ORGANIZATION,
             comment=ORGANIZATION_COMMENT,
         ),
-        Column("bucket_start", DateTime(timezone=True), nullable=False),
-        Column("bucket_end", DateTime(timezone=True), nullable=False),
+        Column(
+            "bucket_start", DateTime(timezone=True), nullable=False, comment=BUCKET_START_COMMENT
+        ),
+        Column("bucket_end", DateTime(timezone=True), nullable=False, comment=BUCKET_END_COMMENT),
         *(
             Column(d.name, dimension_types[d.type], comment=d.comment or None)
             for d in endpoint.dimensions
@@ -252,13 +369,14 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
             Column(m.name, BigInteger, nullable=not m.required, comment=m.comment or None)
             for m in endpoint.metrics
         ),
+        Column("result", JSONB, nullable=False, comment=RESULT_COMMENT),
         Column(
-            "result",
-            JSONB,
+            "ingested_at",
+            DateTime(timezone=True),
             nullable=False,
-            comment="The API's full result object, including fields unknown today.",
+            server_default=func.now(),
+            comment=INGESTED_AT_COMMENT,
         ),
-        Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         UniqueConstraint(
             "organization",
             "bucket_start",
@@ -289,6 +407,9 @@ USAGE_TABLES: dict[str, Table] = {
 # --------------------------------------------------------------------------- names
 
 
+_NUL_COMMENT = " A NUL character in it is stored as U+FFFD."
+
+
 class Project(Base):
     """Projects of the organization (`GET /v1/organization/projects`), for names in BI."""
 
@@ -296,13 +417,21 @@ class Project(Base):
     __table_args__ = ({"comment": "OpenAI projects, refreshed from the Admin API."},)
 
     organization: Mapped[str] = organization_column(primary_key=True)
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    name: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    id: Mapped[str] = mapped_column(
+        Text, primary_key=True, comment="The project id (proj_...), as in project_id elsewhere."
+    )
+    name: Mapped[str | None] = mapped_column(Text, comment=f"The project's name.{_NUL_COMMENT}")
+    status: Mapped[str | None] = mapped_column(
+        Text, comment=f"active or archived (archived projects are kept).{_NUL_COMMENT}"
+    )
+    created_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When the project was created."
+    )
+    archived_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When the project was archived; NULL: not archived."
+    )
     fetched_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=FETCHED_AT_COMMENT
     )
 
 
@@ -313,12 +442,16 @@ class User(Base):
     __table_args__ = ({"comment": "OpenAI organization users, refreshed from the Admin API."},)
 
     organization: Mapped[str] = organization_column(primary_key=True)
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    name: Mapped[str | None] = mapped_column(Text)
-    email: Mapped[str | None] = mapped_column(Text)
-    role: Mapped[str | None] = mapped_column(Text)
+    id: Mapped[str] = mapped_column(
+        Text, primary_key=True, comment="The user id (user-...), as in user_id elsewhere."
+    )
+    name: Mapped[str | None] = mapped_column(Text, comment=f"The user's name.{_NUL_COMMENT}")
+    email: Mapped[str | None] = mapped_column(Text, comment=f"The user's email.{_NUL_COMMENT}")
+    role: Mapped[str | None] = mapped_column(
+        Text, comment=f"The user's role in the organization: owner or reader.{_NUL_COMMENT}"
+    )
     fetched_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=FETCHED_AT_COMMENT
     )
 
 
@@ -329,12 +462,17 @@ class ApiKey(Base):
     __table_args__ = ({"comment": "Project API keys (id, name, redacted value only)."},)
 
     organization: Mapped[str] = organization_column(primary_key=True)
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    project_id: Mapped[str] = mapped_column(Text)
-    name: Mapped[str | None] = mapped_column(Text)
-    redacted_value: Mapped[str | None] = mapped_column(Text)
+    id: Mapped[str] = mapped_column(
+        Text, primary_key=True, comment="The API key id (key_...), as in api_key_id elsewhere."
+    )
+    project_id: Mapped[str] = mapped_column(Text, comment="The project the key belongs to.")
+    name: Mapped[str | None] = mapped_column(Text, comment=f"The key's name.{_NUL_COMMENT}")
+    redacted_value: Mapped[str | None] = mapped_column(
+        Text,
+        comment=f"The key as the dashboard shows it (sk-...abcd), never the secret.{_NUL_COMMENT}",
+    )
     fetched_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=FETCHED_AT_COMMENT
     )
 
 
@@ -364,42 +502,66 @@ class CostDaily(Base):
         },
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger, Identity(always=True), primary_key=True, comment=USAGE_ID_COMMENT
+    )
     organization: Mapped[str] = organization_column()
-    usage_date: Mapped[dt.date] = mapped_column(Date)
-    project_id: Mapped[str | None] = mapped_column(Text)
-    line_item: Mapped[str | None] = mapped_column(Text)
+    usage_date: Mapped[dt.date] = mapped_column(Date, comment="The UTC day billed.")
+    project_id: Mapped[str | None] = mapped_column(
+        Text, comment="The billed project; NULL: the default project."
+    )
+    line_item: Mapped[str | None] = mapped_column(
+        Text,
+        comment="What was billed, e.g. 'gpt-4o-2024-08-06, cached input', 'web search tool "
+        "calls', 'vector store storage'.",
+    )
     line_item_model: Mapped[str | None] = mapped_column(
-        Text, comment="Model parsed from line_item ('gpt-4o-2024-08-06, input' -> the model)."
+        Text,
+        comment="Parsed from line_item at its last ', ' ('gpt-image-1, image generation' -> "
+        "'gpt-image-1'); NULL for a line item without ', '.",
     )
     line_item_kind: Mapped[str | None] = mapped_column(
-        Text, comment="Token kind parsed from line_item: input, cached input, output, ..."
+        Text,
+        comment="Parsed from line_item at its last ', ' ('gpt-4o, cached input' -> 'cached "
+        "input'); any kind is kept, known or not; NULL for a line item without ', '.",
     )
-    amount_usd: Mapped[Decimal] = mapped_column(Numeric)
-    currency: Mapped[str] = mapped_column(Text)
-    result: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    amount_usd: Mapped[Decimal] = mapped_column(
+        Numeric, comment="The billed amount, exact whether the API sent a number or a string."
+    )
+    currency: Mapped[str] = mapped_column(Text, comment="As billed: usd.")
+    result: Mapped[dict[str, Any]] = mapped_column(
+        JSONB,
+        comment="The API's whole result object; a NUL character in it is kept as the text "
+        "\\u0000, as in completions_usage_hourly.result.",
+    )
     ingested_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=INGESTED_AT_COMMENT
     )
     api_key_id: Mapped[str | None] = mapped_column(
-        Text, comment="NULL: not grouped by API key (see group_by), or no key."
+        Text, comment="The billed API key; NULL: not grouped by API key (see group_by), or no key."
     )
     user_id: Mapped[str | None] = mapped_column(
-        Text, comment="NULL: not grouped by user (see group_by), or no user."
+        Text, comment="The billed user; NULL: not grouped by user (see group_by), or no user."
     )
     api_source: Mapped[str | None] = mapped_column(
-        Text, comment="NULL: not grouped by API source (see group_by), or none reported."
+        Text,
+        comment="The billed API source; NULL: not grouped by API source (see group_by), or none "
+        "reported.",
     )
     quantity: Mapped[Decimal | None] = mapped_column(
-        Numeric, comment="Billed quantity of the line item, in quantity_unit."
+        Numeric,
+        comment="Billed quantity of the line item, in quantity_unit; NULL when the API sends none.",
     )
     quantity_unit: Mapped[str | None] = mapped_column(
-        Text, comment="tokens, 1000_tokens, images, gibibyte_hours, duration_seconds, ..."
+        Text,
+        comment="tokens, 1000_tokens, duration_seconds, duration_minutes, duration_hours, "
+        "gibibyte_hours, images, characters (any other text is kept as is).",
     )
     group_by: Mapped[list[str] | None] = mapped_column(
         ARRAY(Text),
-        comment="The API grouping the day was fetched with; NULL: loaded before migration 0006 "
-        "(project_id, line_item).",
+        comment="The API grouping the day was fetched with, e.g. {project_id,line_item,"
+        "api_key_id,user_id,api_source}; NULL: loaded before migration 0006 (fetched by "
+        "project_id, line_item).",
     )
 
 
@@ -412,11 +574,17 @@ class ModelAlias(Base):
     __tablename__ = "model_aliases"
     __table_args__ = ({"comment": "Reported model name -> priced model reference."},)
 
-    model: Mapped[str] = mapped_column(Text, primary_key=True)
-    model_ref: Mapped[str | None] = mapped_column(Text)
-    resolved_by: Mapped[str] = mapped_column(Text, comment="genai-prices, override or unresolved")
+    model: Mapped[str] = mapped_column(
+        Text, primary_key=True, comment="A model name as usage of any kind reports it."
+    )
+    model_ref: Mapped[str | None] = mapped_column(
+        Text, comment="The priced model it resolves to; NULL: unknown (unresolved)."
+    )
+    resolved_by: Mapped[str] = mapped_column(
+        Text, comment="How it was resolved: genai-prices, override or unresolved."
+    )
     updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment="When the alias was stored."
     )
 
 
@@ -429,30 +597,76 @@ class ModelPrice(Base):
         {"comment": "Prices used for cost attribution, USD per 1M tokens, with effective dates."},
     )
 
-    price_id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
-    model_ref: Mapped[str] = mapped_column(Text)
-    service_tier: Mapped[str] = mapped_column(Text)
-    batch: Mapped[bool] = mapped_column(Boolean)
-    effective_from: Mapped[dt.date] = mapped_column(Date)
-    effective_to: Mapped[dt.date | None] = mapped_column(Date, comment="Exclusive; NULL: open")
-    input_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    cache_read_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    cache_write_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    cache_write_12h_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    input_audio_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    cache_audio_read_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    input_image_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    cache_image_read_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    output_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    output_audio_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    output_image_mtok: Mapped[Decimal | None] = mapped_column(Numeric)
-    source: Mapped[str] = mapped_column(Text, comment="'genai-prices <version>' or 'override'")
-    rule: Mapped[str | None] = mapped_column(Text, comment="How the row was derived")
+    price_id: Mapped[int] = mapped_column(
+        Integer,
+        Identity(always=True),
+        primary_key=True,
+        comment="The price row (project_daily_costs.price_id refers to it).",
+    )
+    model_ref: Mapped[str] = mapped_column(
+        Text, comment="The priced model (model_aliases.model_ref)."
+    )
+    service_tier: Mapped[str] = mapped_column(
+        Text, comment="The service tier priced: default, flex, priority, scale, ..."
+    )
+    batch: Mapped[bool] = mapped_column(Boolean, comment="True: the Batch API price.")
+    effective_from: Mapped[dt.date] = mapped_column(
+        Date, comment="First UTC day the price applies to."
+    )
+    effective_to: Mapped[dt.date | None] = mapped_column(
+        Date, comment="Day the price stops applying (exclusive); NULL: open."
+    )
+    input_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric,
+        comment="USD per 1M uncached text input tokens (also image input without its rate).",
+    )
+    cache_read_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M cached text input tokens; NULL: input_mtok."
+    )
+    cache_write_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M tokens written to the cache for 30 minutes; NULL: input_mtok."
+    )
+    cache_write_12h_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric,
+        comment="USD per 1M tokens written to the cache for 12 hours; NULL: cache_write_mtok, "
+        "else input_mtok.",
+    )
+    input_audio_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M uncached audio input tokens; NULL: audio input is unpriced."
+    )
+    cache_audio_read_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M cached audio input tokens; NULL: input_audio_mtok."
+    )
+    input_image_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M uncached image input tokens; NULL: input_mtok."
+    )
+    cache_image_read_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric,
+        comment="USD per 1M cached image input tokens; NULL: cache_read_mtok, else "
+        "input_image_mtok, else input_mtok.",
+    )
+    output_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M text output tokens."
+    )
+    output_audio_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M audio output tokens; NULL: audio output is unpriced."
+    )
+    output_image_mtok: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="USD per 1M image output tokens; NULL: output_mtok."
+    )
+    source: Mapped[str] = mapped_column(
+        Text, comment="Where the price comes from: 'genai-prices <version>' or 'override'."
+    )
+    rule: Mapped[str | None] = mapped_column(
+        Text,
+        comment="How the row was derived: base, batch variant (other rates at 50% where "
+        "genai-prices has none), '<tier> variant', or the override's note.",
+    )
     captured_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment="When the row was stored."
     )
     superseded_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), comment="Set when an explicit re-pricing replaced this row"
+        DateTime(timezone=True), comment="Set when an explicit re-pricing replaced this row."
     )
 
 
@@ -492,45 +706,107 @@ class ProjectDailyCost(Base):
         {"comment": "Priced usage per UTC day, project, model, batch flag and service tier."},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger, Identity(always=True), primary_key=True, comment=COMPUTED_ID_COMMENT
+    )
     organization: Mapped[str] = organization_column()
-    usage_date: Mapped[dt.date] = mapped_column(Date)
-    project_id: Mapped[str | None] = mapped_column(Text)
-    model: Mapped[str | None] = mapped_column(Text)
-    batch: Mapped[bool | None] = mapped_column(Boolean)
-    service_tier: Mapped[str | None] = mapped_column(Text)
-    model_ref: Mapped[str | None] = mapped_column(Text)
-    price_id: Mapped[int | None] = mapped_column(Integer)
+    usage_date: Mapped[dt.date] = mapped_column(Date, comment="The UTC day of the usage.")
+    project_id: Mapped[str | None] = mapped_column(
+        Text, comment="Project; NULL: the default project (or not grouped)."
+    )
+    model: Mapped[str | None] = mapped_column(
+        Text, comment="Model as reported (dated snapshots and fine-tunes included)."
+    )
+    batch: Mapped[bool | None] = mapped_column(Boolean, comment="True: Batch API usage.")
+    service_tier: Mapped[str | None] = mapped_column(
+        Text, comment="default, flex, priority, scale, ..."
+    )
+    model_ref: Mapped[str | None] = mapped_column(
+        Text, comment="The priced model the reported name resolved to; NULL: unknown."
+    )
+    price_id: Mapped[int | None] = mapped_column(
+        Integer, comment="The model_prices row used; NULL: no price."
+    )
     usage_kind: Mapped[str] = mapped_column(
         Text,
         server_default="completions",
-        comment="The usage endpoint priced: always completions here (token usage); the other "
-        "endpoints are in usage_daily_costs.",
+        comment="Always completions (the token usage; the other kinds are in "
+        "usage_daily_costs); rows stored before migration 0008 are completions too.",
     )
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    num_model_requests: Mapped[int] = mapped_column(BigInteger)
-    input_text_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_text_cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(
+        BigInteger, comment="Sum of completions_usage_hourly.input_tokens."
+    )
+    output_tokens: Mapped[int] = mapped_column(
+        BigInteger, comment="Sum of completions_usage_hourly.output_tokens."
+    )
+    num_model_requests: Mapped[int] = mapped_column(
+        BigInteger, comment="Sum of completions_usage_hourly.num_model_requests."
+    )
+    input_text_uncached_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Uncached text input (the usage's input_text_tokens), priced at the input rate.",
+    )
+    input_text_cached_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Cached text input (input_cached_text_tokens), priced at the cached-input rate, "
+        "else the input rate.",
+    )
     input_cache_write_tokens: Mapped[int] = mapped_column(
-        BigInteger, comment="All cache writes: input_cache_write_30m_tokens + _12h_tokens"
+        BigInteger,
+        comment="All cache writes (input_cache_write_30m_tokens + input_cache_write_12h_tokens), "
+        "as in completions_usage_hourly; not a kind of its own.",
     )
-    input_cache_write_30m_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_cache_write_12h_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_audio_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_audio_cached_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_image_uncached_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_image_cached_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_text_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_audio_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_image_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_cache_write_30m_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Input written to the cache for 30 minutes (the usage's field, else "
+        "input_cache_write_tokens - input_cache_write_12h_tokens), priced at the cache-write "
+        "rate, else the input rate.",
+    )
+    input_cache_write_12h_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Input written to the cache for 12 hours, priced at the 12-hour cache-write "
+        "rate, else the cache-write rate, else the input rate.",
+    )
+    input_audio_uncached_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Uncached audio input, priced at the audio input rate; no audio rate: unpriced.",
+    )
+    input_audio_cached_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Cached audio input, priced at the cached-audio rate, else the audio rate; no "
+        "audio rate: unpriced.",
+    )
+    input_image_uncached_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Uncached image input, priced at the image input rate, else the input rate.",
+    )
+    input_image_cached_tokens: Mapped[int] = mapped_column(
+        BigInteger,
+        comment="Cached image input, priced at the cached-image rate, else the cached-input, "
+        "image input or input rate.",
+    )
+    output_text_tokens: Mapped[int] = mapped_column(
+        BigInteger, comment="Text output, priced at the output rate."
+    )
+    output_audio_tokens: Mapped[int] = mapped_column(
+        BigInteger, comment="Audio output, priced at the audio output rate; no rate: unpriced."
+    )
+    output_image_tokens: Mapped[int] = mapped_column(
+        BigInteger, comment="Image output, priced at the image output rate, else the output rate."
+    )
     breakdown_fallback: Mapped[bool] = mapped_column(
-        Boolean, comment="True when older rows without the breakdown were priced by the fallback"
+        Boolean,
+        comment="True: older usage rows without the breakdown fields were priced by the "
+        "fallback rule (README Pricing rules).",
     )
-    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric, comment="NULL when unpriced")
-    unpriced_reason: Mapped[str | None] = mapped_column(Text)
+    cost_usd: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="Estimated USD (list prices); NULL when unpriced."
+    )
+    unpriced_reason: Mapped[str | None] = mapped_column(
+        Text, comment="Why not priced: unknown model, no rate for the tier, no audio rate, ..."
+    )
     computed_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=COMPUTED_AT_COMMENT
     )
 
 
@@ -549,28 +825,39 @@ class ProjectDailyCostSummary(Base):
         {"comment": "Estimated cost per UTC day and project."},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger, Identity(always=True), primary_key=True, comment=COMPUTED_ID_COMMENT
+    )
     organization: Mapped[str] = organization_column()
-    usage_date: Mapped[dt.date] = mapped_column(Date)
-    project_id: Mapped[str | None] = mapped_column(Text)
-    cost_usd: Mapped[Decimal] = mapped_column(Numeric, comment="Sum of priced usage")
-    unpriced_tokens: Mapped[int] = mapped_column(BigInteger, comment="Tokens with no price")
-    input_tokens: Mapped[int] = mapped_column(BigInteger)
-    output_tokens: Mapped[int] = mapped_column(BigInteger)
-    num_model_requests: Mapped[int] = mapped_column(BigInteger)
-    models: Mapped[int] = mapped_column(Integer)
+    usage_date: Mapped[dt.date] = mapped_column(Date, comment="The UTC day of the usage.")
+    project_id: Mapped[str | None] = mapped_column(
+        Text, comment="Project; NULL: the default project (or not grouped)."
+    )
+    cost_usd: Mapped[Decimal] = mapped_column(
+        Numeric, comment="Estimated USD of the priced usage of every kind."
+    )
+    unpriced_tokens: Mapped[int] = mapped_column(
+        BigInteger, comment="Completions tokens without a price (not in cost_usd)."
+    )
+    input_tokens: Mapped[int] = mapped_column(BigInteger, comment="Completions input tokens.")
+    output_tokens: Mapped[int] = mapped_column(BigInteger, comment="Completions output tokens.")
+    num_model_requests: Mapped[int] = mapped_column(
+        BigInteger, comment="Completions model requests."
+    )
+    models: Mapped[int] = mapped_column(Integer, comment="Distinct completions models used.")
     computed_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=COMPUTED_AT_COMMENT
     )
     unpriced_usage_rows: Mapped[int] = mapped_column(
         Integer,
         server_default="0",
-        comment="usage_daily_costs rows (non-token usage) with no price, not counted in cost_usd",
+        comment="usage_daily_costs rows (non-token usage) with no price, not counted in cost_usd.",
     )
     cost_by_kind: Mapped[dict[str, Any]] = mapped_column(
         JSONB,
         server_default=text("'{}'::jsonb"),
-        comment='Priced USD per usage kind, e.g. {"completions": 1.2, "images": 0.04}',
+        comment='Priced USD per usage kind, e.g. {"completions": 1.2, "images": 0.04}; '
+        "summaries stored before migration 0008 have completions only.",
     )
 
 
@@ -591,37 +878,52 @@ class UnitPrice(Base):
         {"comment": "Unit prices of every usage kind but completions, with effective dates."},
     )
 
-    unit_price_id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    unit_price_id: Mapped[int] = mapped_column(
+        Integer,
+        Identity(always=True),
+        primary_key=True,
+        comment="The unit price row (usage_daily_costs.unit_price_id refers to it).",
+    )
     usage_kind: Mapped[str] = mapped_column(
         Text, comment="The usage endpoint: embeddings, images, vector_stores, ..."
     )
     model: Mapped[str | None] = mapped_column(
         Text,
         comment="NULL: any model; 'x*': any model starting with x; else the model (a dated "
-        "snapshot -YYYY-MM-DD shares its model's price)",
+        "snapshot -YYYY-MM-DD shares its model's price).",
     )
     match: Mapped[dict[str, str]] = mapped_column(
-        JSONB, comment='Dimension values the usage must have, e.g. {"size": "1024x1024"}'
+        JSONB, comment='Dimension values the usage must have, e.g. {"size": "1024x1024"}.'
     )
     unit: Mapped[str] = mapped_column(
-        Text, comment="tokens, characters, minutes, images, gib_days, sessions or calls"
+        Text, comment="tokens, characters, minutes, images, gib_days, sessions or calls."
     )
-    usd_per_unit: Mapped[Decimal] = mapped_column(Numeric)
+    usd_per_unit: Mapped[Decimal] = mapped_column(
+        Numeric, comment="USD per unit, exact (usd_per_1m 0.02 is stored as 0.00000002)."
+    )
     free_per_day: Mapped[Decimal | None] = mapped_column(
-        Numeric, comment="Units free per organization and day, shared by the projects pro rata"
+        Numeric, comment="Units free per organization and day, shared by the projects pro rata."
     )
-    effective_from: Mapped[dt.date] = mapped_column(Date)
-    effective_to: Mapped[dt.date | None] = mapped_column(Date, comment="Exclusive; NULL: open")
+    effective_from: Mapped[dt.date] = mapped_column(
+        Date, comment="First UTC day the price applies to."
+    )
+    effective_to: Mapped[dt.date | None] = mapped_column(
+        Date, comment="Day the price stops applying (exclusive); NULL: open."
+    )
     source: Mapped[str] = mapped_column(
-        Text, comment="'genai-prices <version>', 'bundled' (the package's list) or 'override'"
+        Text, comment="'genai-prices <version>', 'bundled' (the package's list) or 'override'."
     )
-    rule: Mapped[str | None] = mapped_column(Text, comment="How the row was derived ('free', ...)")
-    note: Mapped[str | None] = mapped_column(Text, comment="Where the price comes from (a URL)")
+    rule: Mapped[str | None] = mapped_column(
+        Text,
+        comment="How the row was derived: 'free', 'usd_per_1k 35', 'genai-prices audio_hours "
+        "0.36', ...",
+    )
+    note: Mapped[str | None] = mapped_column(Text, comment="Where the price comes from (a URL).")
     captured_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment="When the row was stored."
     )
     superseded_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), comment="Set when an explicit re-pricing replaced this row"
+        DateTime(timezone=True), comment="Set when an explicit re-pricing replaced this row."
     )
 
 
@@ -644,32 +946,59 @@ class UsageDailyCost(Base):
         {"comment": "Priced usage of every endpoint but completions per UTC day, project, kind."},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger, Identity(always=True), primary_key=True, comment=COMPUTED_ID_COMMENT
+    )
     organization: Mapped[str] = organization_column()
-    usage_date: Mapped[dt.date] = mapped_column(Date)
-    project_id: Mapped[str | None] = mapped_column(Text)
-    usage_kind: Mapped[str] = mapped_column(Text, comment="The usage endpoint (see unit_prices)")
-    model: Mapped[str | None] = mapped_column(Text, comment="NULL: the endpoint has no model")
+    usage_date: Mapped[dt.date] = mapped_column(Date, comment="The UTC day of the usage.")
+    project_id: Mapped[str | None] = mapped_column(
+        Text, comment="Project; NULL: the default project (or not grouped)."
+    )
+    usage_kind: Mapped[str] = mapped_column(
+        Text,
+        comment="The endpoint: embeddings, moderations, images, audio_speeches, "
+        "audio_transcriptions, vector_stores, code_interpreter_sessions, file_search_calls, "
+        "web_search_calls.",
+    )
+    model: Mapped[str | None] = mapped_column(
+        Text,
+        comment="As reported (dated snapshots included); NULL for kinds without a model (vector "
+        "stores, code interpreter, file search) or when not grouped.",
+    )
     detail: Mapped[dict[str, str]] = mapped_column(
         JSONB,
-        comment="The priced dimensions: images {size, source}, web_search_calls "
-        "{context_level}; {} for the others (NULL dimensions left out)",
+        comment='The priced dimensions: images {"size", "source"}, web search '
+        '{"context_level"}, {} otherwise; NULL dimensions are left out.',
     )
     quantity: Mapped[Decimal] = mapped_column(
-        Numeric, comment="Usage in `unit` (minutes: seconds / 60; gib_days: see the view)"
+        Numeric,
+        comment="The day's usage in the priced unit (minutes: seconds / 60; gib_days: see "
+        "v_vector_store_storage_daily).",
     )
-    unit: Mapped[str] = mapped_column(Text)
+    unit: Mapped[str] = mapped_column(
+        Text, comment="tokens, images, characters, minutes, gib_days, sessions or calls."
+    )
     num_model_requests: Mapped[int | None] = mapped_column(
-        BigInteger, comment="NULL: the endpoint does not report requests"
+        BigInteger, comment="Summed where the endpoint reports it, else NULL."
     )
     free_quantity: Mapped[Decimal] = mapped_column(
-        Numeric, comment="This row's share of the organization's free allowance, in `unit`"
+        Numeric,
+        comment="The row's share of the organization's free allowance (vector stores: of the "
+        "first GiB-day), in unit; 0 otherwise.",
     )
-    unit_price_id: Mapped[int | None] = mapped_column(Integer, comment="The unit_prices row used")
-    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric, comment="NULL when unpriced")
-    unpriced_reason: Mapped[str | None] = mapped_column(Text)
+    unit_price_id: Mapped[int | None] = mapped_column(
+        Integer, comment="The unit_prices row used; NULL: unpriced."
+    )
+    cost_usd: Mapped[Decimal | None] = mapped_column(
+        Numeric, comment="Estimated USD; 0 for free usage (moderations); NULL when unpriced."
+    )
+    unpriced_reason: Mapped[str | None] = mapped_column(
+        Text,
+        comment="Why not priced, e.g. 'no price for images model gpt-image-1 size 1024x1024 "
+        "source image.generation'.",
+    )
     computed_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=COMPUTED_AT_COMMENT
     )
 
 
@@ -702,18 +1031,24 @@ class CostAllocationDaily(Base):
         },
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger, Identity(always=True), primary_key=True, comment=COMPUTED_ID_COMMENT
+    )
     organization: Mapped[str] = organization_column()
-    usage_date: Mapped[dt.date] = mapped_column(Date)
+    usage_date: Mapped[dt.date] = mapped_column(Date, comment="The UTC day billed.")
     project_id: Mapped[str | None] = mapped_column(
         Text, comment="The billed project (NULL: the default project)."
     )
     line_item: Mapped[str | None] = mapped_column(Text, comment="The billed line item.")
     api_key_id: Mapped[str | None] = mapped_column(
-        Text, comment="The API key of the usage the share went to (NULL: no key, or unallocated)."
+        Text,
+        comment="The API key of the usage the share went to (the billed one when the bill was "
+        "grouped by key); NULL: no key, or an unallocated row of an ungrouped bill.",
     )
     user_id: Mapped[str | None] = mapped_column(
-        Text, comment="The user of the usage the share went to (NULL: no user, or unallocated)."
+        Text,
+        comment="The user of the usage the share went to (the billed one when the bill was "
+        "grouped by user); NULL: no user, or an unallocated row of an ungrouped bill.",
     )
     model: Mapped[str | None] = mapped_column(
         Text, comment="The usage's model (unallocated: the line item's model, if it names one)."
@@ -725,17 +1060,20 @@ class CostAllocationDaily(Base):
     )
     allocated_usd: Mapped[Decimal] = mapped_column(
         Numeric,
-        comment="This row's share of the billed amount, in whole 1e-6 USD (largest remainder); "
-        "any sub-micro-dollar rest of the bill goes to the largest share.",
+        comment="This row's share of the billed amount, in whole 1e-6 USD (largest remainder; "
+        "any sub-micro-dollar rest of the bill goes to the largest share); per day, project and "
+        "line item the rows sum to costs_daily.amount_usd exactly.",
     )
-    currency: Mapped[str] = mapped_column(Text, server_default="usd")
+    currency: Mapped[str] = mapped_column(Text, server_default="usd", comment="As billed: usd.")
     estimated_usd: Mapped[Decimal | None] = mapped_column(
         Numeric,
         comment="Estimated (list price) cost of the usage behind the share; NULL when "
         "unallocated or unpriced.",
     )
     quantity: Mapped[Decimal | None] = mapped_column(
-        Numeric, comment="The share of the line item's billed quantity, in quantity_unit."
+        Numeric,
+        comment="The share of the line item's billed quantity (proportional to the share), in "
+        "quantity_unit.",
     )
     quantity_unit: Mapped[str | None] = mapped_column(
         Text, comment="The billed quantity's unit (tokens, images, ...)."
@@ -749,7 +1087,7 @@ class CostAllocationDaily(Base):
         Text, comment="Why no usage took this billed amount; NULL when allocated."
     )
     computed_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), comment=COMPUTED_AT_COMMENT
     )
 
 
@@ -773,7 +1111,12 @@ class Budget(Base):
         {"comment": "Monthly budgets per project, API key and/or user, from USAGE_BUDGETS."},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger,
+        Identity(always=True),
+        primary_key=True,
+        comment="Surrogate key (changes when the budget file is reloaded).",
+    )
     organization: Mapped[str] = organization_column()
     project_id: Mapped[str | None] = mapped_column(
         Text, comment="The budgeted project (NULL: any project)."
@@ -793,5 +1136,7 @@ class Budget(Base):
         Text, comment="The budget file (USAGE_BUDGETS) and entry the row came from."
     )
     loaded_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True),
+        server_default=func.now(),
+        comment="When the budget file was loaded.",
     )

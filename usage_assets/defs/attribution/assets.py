@@ -26,7 +26,7 @@ from usage_assets.defs.policies import (
 )
 from usage_assets.defs.resources import PricingResource, UsageDatabase
 from usage_assets.defs.usage.assets import completions_usage_hourly
-from usage_assets.markdown import md_table
+from usage_assets.markdown import md_table, named
 from usage_assets.pricing.attribution import (
     CostTotals,
     KindTotals,
@@ -168,7 +168,7 @@ def project_daily_costs(
 
 def cost_metadata(totals: CostTotals) -> dict[str, Any]:
     """One day's cost figures; `cost_usd` is what the Plots tab charts."""
-    top = [(p or "(default project)", money(c)) for p, c in totals.top_projects]
+    top = [(named(p, name), money(c)) for p, name, c in totals.top_projects]
     return {
         "dagster/row_count": dg.MetadataValue.int(totals.rows),
         "cost_usd": dg.MetadataValue.float(float(totals.cost_usd)),
@@ -177,7 +177,7 @@ def cost_metadata(totals: CostTotals) -> dict[str, Any]:
         "output_tokens": dg.MetadataValue.int(totals.output_tokens),
         "num_model_requests": dg.MetadataValue.int(totals.num_model_requests),
         "top_projects_by_cost": dg.MetadataValue.md(
-            md_table(["project_id", "cost"], top, right=[1]) if top else "_no usage_"
+            md_table(["project", "cost"], top, right=[1]) if top else "_no usage_"
         ),
     }
 

@@ -4,12 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from usage_assets.defs.billing.ingest import (
-    costs_metadata,
-    fetch_cost_days,
-    project_names,
-    replace_cost_day,
-)
+from usage_assets.defs.billing.ingest import costs_metadata, fetch_cost_days, replace_cost_day
 from usage_assets.defs.partitions import daily_utc_partitions
 from usage_assets.defs.policies import (
     DAILY_FRESHNESS,
@@ -21,6 +16,7 @@ from usage_assets.defs.policies import (
 )
 from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.warehouse.models import CostDaily
+from usage_assets.warehouse.names import project_names
 
 
 @admin_api_asset(

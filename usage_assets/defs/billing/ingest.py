@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table
 
 from usage_assets.admin_api.costs import COSTS_BUCKET_LIMITS, CostBucket, CostsQuery, iter_costs
 from usage_assets.admin_api.rows import NUL_REPLACEMENT
@@ -21,7 +21,7 @@ from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.defs.usage.ingest import epoch_seconds
 from usage_assets.errors import AdminAPIError, PayloadError
 from usage_assets.markdown import md_table
-from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, CostDaily, Project
+from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, CostDaily
 from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 COSTS_TABLE = f"{SCHEMA}.{CostDaily.__tablename__}"
@@ -257,16 +257,6 @@ def replace_cost_day(engine: Engine, day: CostDay, organization: str = DEFAULT_O
             ((organization, *row) for row in day.rows),
             f"The Costs API listed one grouping key twice on {day.day}.",
         )
-
-
-def project_names(
-    engine: Engine, organization: str = DEFAULT_ORGANIZATION
-) -> dict[str, str | None]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Project.id, Project.name).where(Project.organization == organization)
-        )
-        return {pid: name for pid, name in rows}
 
 
 def costs_metadata(

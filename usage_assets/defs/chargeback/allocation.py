@@ -22,7 +22,7 @@ from usage_assets.defs.attribution.assets import (
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.policies import permanent_errors_fail_fast, report_days, window_days
 from usage_assets.defs.resources import UsageDatabase
-from usage_assets.markdown import md_table
+from usage_assets.markdown import DEFAULT_PROJECT, md_table, named
 from usage_assets.pricing.attribution import days_between, money
 from usage_assets.warehouse.models import CostAllocationDaily
 
@@ -85,6 +85,17 @@ def _usd_table(header: str, rows: Sequence[tuple[str | None, Decimal]], empty: s
     return md_table([header, "USD"], [(k or "(none)", money(v)) for k, v in rows], right=[1])
 
 
+def _named_usd_table(
+    header: str, rows: Sequence[tuple[str | None, str | None, Decimal]], none: str
+) -> str:
+    """Top spenders by name, the id beside it ("Support Copilot (proj_abc)")."""
+    if not rows:
+        return "_no bill_"
+    return md_table(
+        [header, "USD"], [(named(i, name, none=none), money(v)) for i, name, v in rows], right=[1]
+    )
+
+
 def allocation_metadata(engine: Engine, day: dt.date, organization: str) -> dict[str, Any]:
     """One day's allocation: billed = allocated, what is unallocated and why, the top spenders."""
     t = allocation_totals(engine, day, day + ONE_DAY, organization=organization)
@@ -100,8 +111,12 @@ def allocation_metadata(engine: Engine, day: dt.date, organization: str) -> dict
         "allocated_by_basis": dg.MetadataValue.md(
             _usd_table("proportional to", t.by_basis, "_no bill_")
         ),
-        "top_projects": dg.MetadataValue.md(_usd_table("project_id", t.top_projects, "_no bill_")),
-        "top_api_keys": dg.MetadataValue.md(_usd_table("api_key_id", t.top_api_keys, "_no bill_")),
+        "top_projects": dg.MetadataValue.md(
+            _named_usd_table("project", t.top_projects, DEFAULT_PROJECT)
+        ),
+        "top_api_keys": dg.MetadataValue.md(
+            _named_usd_table("API key", t.top_api_keys, "(no key, or unallocated)")
+        ),
         "organization": dg.MetadataValue.text(organization),
     }
 
@@ -123,11 +138,11 @@ def allocation_check(
             "line_items_not_matching": dg.MetadataValue.int(len(gaps)),
             "mismatches": dg.MetadataValue.md(
                 md_table(
-                    ["day", "project_id", "line_item", "billed", "allocated"],
+                    ["day", "project", "line_item", "billed", "allocated"],
                     [
                         (
                             g.usage_date,
-                            g.project_id or "",
+                            named(g.project_id, g.project_name),
                             g.line_item or "",
                             g.billed_usd,
                             g.allocated_usd,

@@ -5,7 +5,7 @@ Every `<name>_usage_hourly` asset is made by `usage_asset` from its endpoint's d
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -25,7 +25,8 @@ from usage_assets.defs.policies import (
 )
 from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.defs.usage.ingest import ingest_days
-from usage_assets.markdown import md_table
+from usage_assets.markdown import md_table, named
+from usage_assets.warehouse.names import project_names
 from usage_assets.warehouse.usage_days import LoadInfo, usage_table
 
 
@@ -48,8 +49,12 @@ def usage_config(endpoint: UsageEndpoint) -> type[dg.Config]:
 GIB = 2**30
 
 
-def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
-    """What a FinOps user wants to see for one landed day."""
+def day_metadata(
+    day: DaySummary, project_names: Mapping[str, str | None] | None = None
+) -> dict[str, dg.MetadataValue]:
+    """What a FinOps user wants to see for one landed day; the top projects by name, their id
+    beside it (`project_names`: the organization's, from `projects`)."""
+    names = project_names or {}
     endpoint = day.endpoint
     label = endpoint.volume_label
     top = sorted(day.volume_by_project.items(), key=lambda item: item[1], reverse=True)[:10]
@@ -69,8 +74,11 @@ def day_metadata(day: DaySummary) -> dict[str, dg.MetadataValue]:
     metadata["projects"] = dg.MetadataValue.int(len(day.volume_by_project))
     metadata[f"top_projects_by_{label}"] = dg.MetadataValue.md(
         md_table(
-            ["project_id", label],
-            [(project or "(default project)", f"{volume:,}") for project, volume in top],
+            ["project", label],
+            [
+                (named(project, names.get(project) if project else None), f"{volume:,}")
+                for project, volume in top
+            ],
             right=[1],
         )
         if top
@@ -257,12 +265,13 @@ def _materialize(
             loaded = ingest_days(
                 api.client, engine, first_day, end_day, group_by, info, endpoint=endpoint
             )
+            names = project_names(engine, usage_db.organization)
             for day in loaded:
                 context.log.info(
                     f"{day.day}: wrote {day.row_count:,} {endpoint.name} rows from "
                     f"{day.bucket_count} hourly buckets"
                 )
-                metadata = day_metadata(day) | api.metadata(include_request_count=single_day)
+                metadata = day_metadata(day, names) | api.metadata(include_request_count=single_day)
                 metadata["group_by"] = dg.MetadataValue.text(", ".join(group_by))
                 reports.append((day.day, metadata))
                 days.append(day)
