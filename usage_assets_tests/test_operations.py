@@ -19,12 +19,14 @@ from usage_assets.defs.automation import (
     FRESHNESS_CHECKS,
     Watch,
     days_to_refresh,
+    follow_usage_sensor,
     usage_daily_job,
     usage_daily_schedule,
     yesterday_status,
 )
 from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.chargeback.allocation import cost_allocation_daily
+from usage_assets.defs.names.assets import NAMES_ASSETS
 from usage_assets.defs.policies import MAX_DAYS_PER_RUN, permanent_errors_fail_fast
 from usage_assets.defs.resources import OpenAIAdminResource, PricingResource, UsageDatabase
 from usage_assets.defs.usage.assets import USAGE_ASSETS, completions_usage_hourly
@@ -342,3 +344,22 @@ def test_only_transient_errors_are_left_to_the_step_retry_policy() -> None:
     for transient in (AdminAPIError("gave up", status=503), AdminAPIError("gave up", status=429)):
         with pytest.raises(AdminAPIError), permanent_errors_fail_fast():
             raise transient
+
+
+def test_a_new_instance_loads_the_names_once(
+    database_url: str, simulator: SimulatedAdminAPI
+) -> None:
+    """The automation sensor lands the names on a new instance (so the first backfill already
+    shows names), and not again once they are there (the daily names job refreshes them)."""
+    instance = dg.DagsterInstance.ephemeral()
+    defs = dg.Definitions(assets=NAMES_ASSETS, resources=resources(simulator, database_url))
+    keys = {asset.key for asset in NAMES_ASSETS}
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert {key for key in keys if first.get_num_requested(key)} == keys
+    assert dg.materialize(
+        NAMES_ASSETS, instance=instance, resources=resources(simulator, database_url)
+    ).success
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.total_requested == 0
+    # The code location's sensor evaluates them.
+    assert keys <= set(follow_usage_sensor.asset_selection.resolve(NAMES_ASSETS))

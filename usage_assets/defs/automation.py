@@ -44,10 +44,12 @@ usage_daily_job = dg.define_asset_job(
 #: partitions); running by default so nobody has to click.
 follow_usage_sensor = dg.AutomationConditionSensorDefinition(
     "cost_attribution_follows_usage",
-    target=dg.AssetSelection.groups(COST_GROUP, CHARGEBACK_GROUP),
+    target=dg.AssetSelection.groups(COST_GROUP, CHARGEBACK_GROUP)
+    | dg.AssetSelection.assets(openai_projects, openai_users, openai_api_keys),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="Recomputes cost and chargeback partitions after their upstream partitions change.",
+    description="Recomputes cost and chargeback partitions after their upstream partitions "
+    "change, and loads the names on a new instance.",
 )
 
 names_daily_job = dg.define_asset_job(

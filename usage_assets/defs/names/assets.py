@@ -21,6 +21,15 @@ from usage_assets.defs.resources import OpenAIAdminResource, UsageDatabase
 from usage_assets.warehouse.models import ApiKey, Project, User
 from usage_assets.warehouse.replace import replace_table
 
+#: A new instance loads the names at once (not at the first daily run), so the first backfill's
+#: metadata and every BI view already show project and key names; a failed load is not retried
+#: every tick (the daily names job, or a click, runs it again).
+LAND_WHEN_MISSING = (
+    dg.AutomationCondition.missing()
+    & ~dg.AutomationCondition.in_progress()
+    & ~dg.AutomationCondition.execution_failed()
+).with_label("load when missing")
+
 
 def _land(
     context: dg.AssetExecutionContext,
@@ -48,6 +57,7 @@ def _land(
     "GET /v1/organization/projects?include_archived=true",
     name="openai_projects",
     freshness_policy=NAMES_FRESHNESS,
+    automation_condition=LAND_WHEN_MISSING,
     description=(
         "Every project of the OpenAI organization (archived ones included) with its name and "
         "status, so that dashboards show project names instead of ids. Each run replaces the "
@@ -71,6 +81,7 @@ def openai_projects(
     "GET /v1/organization/users",
     name="openai_users",
     freshness_policy=NAMES_FRESHNESS,
+    automation_condition=LAND_WHEN_MISSING,
     description=(
         "The OpenAI organization's users (name, email, role), so that usage per user shows "
         "who it was. Each run replaces the whole table."
@@ -91,6 +102,7 @@ def openai_users(
     "GET /v1/organization/projects/{project_id}/api_keys",
     name="openai_api_keys",
     freshness_policy=NAMES_FRESHNESS,
+    automation_condition=LAND_WHEN_MISSING,
     deps=[openai_projects],
     description=(
         "The project API keys of every project (archived ones included): id, project, name "
