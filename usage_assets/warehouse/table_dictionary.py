@@ -63,7 +63,14 @@ def _key(columns: Sequence[Column[object]]) -> str:
 def keys(table: Table) -> str:
     """The table's primary key (unless it is a surrogate `id`) and unique keys, in a line."""
     parts = []
-    for constraint in sorted(table.constraints, key=lambda c: str(c.name)):
+
+    # The primary key first, then the unique keys by their columns: a constraint's name may be
+    # unset until DDL (naming conventions), so it is no stable order.
+    def order(constraint: object) -> tuple[int, list[str]]:
+        columns = [c.name for c in constraint.columns]  # type: ignore[attr-defined]
+        return (0 if isinstance(constraint, PrimaryKeyConstraint) else 1, columns)
+
+    for constraint in sorted(table.constraints, key=order):
         columns = list(constraint.columns)  # type: ignore[attr-defined]
         if isinstance(constraint, PrimaryKeyConstraint) and [c.name for c in columns] != ["id"]:
             parts.append(f"Primary key {_key(columns)}.")
