@@ -59,6 +59,8 @@ ASSET = "completions_usage_hourly"
 DAYS = [dt.date(2025, 11, 18), dt.date(2025, 11, 19), dt.date(2025, 11, 20)]
 UI_TIMEOUT = 120.0
 ROWS_TIMEOUT = 180.0
+#: The sensor's check run starts a process per check (eleven): minutes on a loaded machine.
+CHECKS_TIMEOUT = 420.0
 #: Per click or expectation in the UI (Playwright's `expect` defaults to 5 s: too short when
 #: the dialog's partition data takes a while on a loaded machine).
 STEP_TIMEOUT_MS = 30_000
@@ -262,6 +264,34 @@ def _rows_per_day(dsn: str) -> dict[dt.date, int]:
         )
 
 
+CHECKS_QUERY = """
+{ assetNodes { assetKey { path }
+    assetChecksOrError { ... on AssetChecks { checks { name
+        executionForLatestMaterialization { status evaluation { success severity
+            metadataEntries { label ... on TextMetadataEntry { text } } } } } } } } }
+"""
+
+
+def _latest_check_executions(url: str) -> dict[str, dict[str, Any]]:
+    """Each asset check's latest execution the UI shows, by "asset/check" (executed ones only)."""
+    found: dict[str, dict[str, Any]] = {}
+    for node in _graphql(url, CHECKS_QUERY).get("assetNodes") or []:
+        for check in (node.get("assetChecksOrError") or {}).get("checks") or []:
+            execution = check.get("executionForLatestMaterialization")
+            if execution:
+                found[f"{'/'.join(node['assetKey']['path'])}/{check['name']}"] = execution
+    return found
+
+
+def _yesterday_landed_resolved(url: str) -> dict[str, dict[str, Any]] | None:
+    """The checks once the yesterday_landed sensor's first evaluation (at startup) is done."""
+    executions = _latest_check_executions(url)
+    key = f"{ASSET}/yesterday_landed"
+    if key in executions and executions[key]["status"] != "IN_PROGRESS":
+        return executions
+    return None
+
+
 def _launch_backfill_from_the_ui(page: Page, url: str) -> None:
     # A fresh DAGSTER_HOME greets the first visitor with a community sign-up dialog. It opens
     # a moment after the page, over whatever is open then, so wait for it and Skip it first;
@@ -316,6 +346,22 @@ def test_backfill_launched_in_the_browser_lands_in_postgres(
         assert not outside & set(loads), f"the backfill loaded days outside the range: {loads}"
         assert {day: rows.get(day) for day in DAYS} == expected
         assert {day: loads[day] for day in DAYS} == {day: (n, True) for day, n in expected.items()}
+        # The first screen is healthy: a new instance's yesterday_landed passes and says why
+        # (nothing could have landed yesterday yet); no check the UI shows has failed.
+        checks = _poll(
+            "the yesterday_landed sensor's first evaluation",
+            CHECKS_TIMEOUT,
+            lambda: _yesterday_landed_resolved(quickstart.url),
+            interval=2,
+        )
+        freshness = checks[f"{ASSET}/yesterday_landed"]
+        states = {e["label"]: e.get("text") for e in freshness["evaluation"]["metadataEntries"]}
+        assert freshness["status"] == "SUCCEEDED", freshness
+        assert states["state"] == "not due: new instance" and "backfill" in states["why"]
+        failed = {
+            key: e for key, e in checks.items() if e["status"] not in ("SUCCEEDED", "IN_PROGRESS")
+        }
+        assert not failed, f"checks failed on the first screen: {failed}"
     except Exception as failure:
         screenshot = tmp_path / "browser-failure.png"
         try:
