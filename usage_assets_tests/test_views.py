@@ -570,6 +570,27 @@ def test_keys_add_up_to_their_project_on_a_simulated_day(
     assert any("vector_stores" in k for (_, key), k in kinds.items() if key is None)
     assert any("code_interpreter_sessions" in k for (_, key), k in kinds.items() if key is None)
     assert any(r.unpriced_tokens > 0 and r.cost_usd > 0 for r in keys)  # partly priced keys
+    # README's table of what adds up: the project views' estimates, each row rounded once.
+    for view, column in (
+        ("v_usage_daily_cost", "cost_usd"),
+        ("v_reconciliation_daily", "estimated_usd"),
+        ("v_estimated_vs_billed", "estimated_usd"),
+    ):
+        sums = {
+            (r.organization, r.usage_date, r.project_id): (r.usd, r.n)
+            for r in rows(
+                engine,
+                f"SELECT organization, usage_date, project_id, sum({column}) AS usd, "
+                f"count(*) AS n FROM {S}.{view} GROUP BY 1, 2, 3",
+            )
+        }
+        assert sums.keys() >= truth.keys(), view  # the bill may have days without usage
+        for day in truth:
+            usd, n = sums[day]
+            exact = sum((cost for cost, _ in truth[day].values()), Decimal(0))
+            assert abs(usd - exact) <= n * MICRO / 2, (view, day)
+            if view == "v_estimated_vs_billed":
+                assert usd == projects[day].cost_usd, day
     # The same unpriced quantities as v_usage_daily_cost, per kind.
     usage_view = dict(
         rows(
