@@ -1,7 +1,8 @@
 """The BI views add up (migration 0015): one priced/unpriced rule in every view, so per API key,
 per model and per project the completions cost and unpriced tokens of an organization's day
 are the same; money rounded to micro-dollars in the views (exact in the tables); `simulated`
-from the day's loads. Then the migration's downgrade and upgrade again."""
+from the day's loads. Migration 0017: every usage kind per API key, so the keys of a project's
+day add up to the project's whole cost. Each migration's downgrade and upgrade again."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from usage_assets.admin_api.rows import DaySummary
@@ -28,7 +30,12 @@ from usage_assets.defs.billing.assets import costs_daily
 from usage_assets.defs.chargeback.allocation import cost_allocation_daily
 from usage_assets.defs.names.assets import NAMES_ASSETS
 from usage_assets.defs.usage.assets import USAGE_ASSETS
-from usage_assets.pricing.attribution import PricingInputs, price_usage, summarize_costs
+from usage_assets.pricing.attribution import (
+    PricingInputs,
+    price_unit_usage,
+    price_usage,
+    summarize_costs,
+)
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse.database import alembic_config, engine_for, migrate
 from usage_assets.warehouse.models import DEFAULT_ORGANIZATION
@@ -270,10 +277,12 @@ def test_views_add_up_on_a_simulated_day(
         }
 
     views = {
+        # The keys' completions (0017: a key's cost_usd is every kind's, see the 0017 tests).
         "keys": per_project(
-            "SELECT organization, usage_date, project_id, sum(cost_usd) AS cost, "
+            "SELECT organization, usage_date, project_id, "
+            "sum((cost_by_kind ->> 'completions')::numeric) AS cost, "
             f"sum(unpriced_tokens) AS unpriced, count(*) AS n FROM {S}.v_api_key_daily_cost "
-            "GROUP BY 1, 2, 3"
+            "WHERE cost_by_kind ? 'completions' GROUP BY 1, 2, 3"
         ),
         "models": per_project(
             "SELECT organization, usage_date, project_id, sum(cost_usd) AS cost, "
@@ -417,4 +426,324 @@ def test_migration_0015_up_and_down(fresh_url: str) -> None:
     command.downgrade(alembic_config(fresh_url), "0014")
     assert schema_views(engine) == before
     migrate(fresh_url, "0015")
+    assert schema_views(engine) == after
+
+
+# ------------------------------------------------------- 0017: every usage kind, per API key
+
+VIEW_0017 = "v_api_key_daily_cost"
+#: A day row of a project: (organization, usage_date, project_id).
+ProjectDay = tuple[str, dt.date, str | None]
+
+
+def tables_per_kind(engine: Engine) -> dict[ProjectDay, dict[str, tuple[Decimal, Decimal]]]:
+    """From the cost tables, not the views: per project day and usage kind, the exact priced
+    amount and the unpriced quantity (completions: tokens of unpriced day rows; another kind:
+    the quantity of its rows without a price, in its unit)."""
+    truth: dict[ProjectDay, dict[str, tuple[Decimal, Decimal]]] = defaultdict(dict)
+    for r in rows(
+        engine,
+        "SELECT organization, usage_date, project_id, usage_kind, "
+        "coalesce(sum(cost_usd), 0) AS cost, "
+        "coalesce(sum(quantity) FILTER (WHERE cost_usd IS NULL), 0) AS unpriced FROM ("
+        "  SELECT organization, usage_date, project_id, usage_kind, cost_usd, "
+        "         (input_tokens + output_tokens)::numeric AS quantity "
+        f"  FROM {S}.project_daily_costs "
+        "  UNION ALL "
+        "  SELECT organization, usage_date, project_id, usage_kind, cost_usd, quantity "
+        f"  FROM {S}.usage_daily_costs) x "
+        "GROUP BY 1, 2, 3, 4",
+    ):
+        truth[(r.organization, r.usage_date, r.project_id)][r.usage_kind] = (r.cost, r.unpriced)
+    return dict(truth)
+
+
+def key_rows(engine: Engine) -> list[Any]:
+    return rows(engine, f"SELECT * FROM {S}.{VIEW_0017}")
+
+
+def key_kinds(
+    engine: Engine,
+) -> dict[tuple[ProjectDay, str | None], dict[str, tuple[Decimal, Decimal]]]:
+    """Each key's day: kind -> (cost_by_kind, unpriced_quantity_by_kind), read as exact text
+    (a jsonb number parsed as a float would lose digits)."""
+    out: dict[tuple[ProjectDay, str | None], dict[str, tuple[Decimal, Decimal]]] = defaultdict(dict)
+    for r in rows(
+        engine,
+        "SELECT v.organization, v.usage_date, v.project_id, v.api_key_id, c.key AS kind, "
+        "c.value AS cost, q.value AS unpriced "
+        f"FROM {S}.{VIEW_0017} v "
+        "CROSS JOIN LATERAL jsonb_each_text(v.cost_by_kind) c "
+        "LEFT JOIN LATERAL jsonb_each_text(v.unpriced_quantity_by_kind) q ON q.key = c.key",
+    ):
+        day = (r.organization, r.usage_date, r.project_id)
+        unpriced = Decimal(r.unpriced) if r.unpriced is not None else Decimal("NaN")
+        out[(day, r.api_key_id)][r.kind] = (Decimal(r.cost), unpriced)
+    return dict(out)
+
+
+def test_keys_add_up_to_their_project_on_a_simulated_day(
+    engine: Engine, database_url: str, simulator: SimulatedAdminAPI, tmp_path: Path
+) -> None:
+    """The simulated organization's day, every endpoint, with the audio model's audio tokens
+    unpriced (override without audio rates) and the web search rows made unpriced (as a price
+    list without them would leave them): for every project day, the keys' cost_usd add up to
+    the project's cost_usd (every kind), each kind's cost_by_kind to the kind's cost, their
+    unpriced tokens to the project's, their unpriced quantity per kind to the rows' without a
+    price; usage of the endpoints without a key is the NULL key's."""
+    overrides = tmp_path / "prices.yaml"
+    overrides.write_text(AUDIO_WITHOUT_AUDIO_RATES)
+    run = dg.materialize(
+        EVERYTHING,
+        partition_key=DAY.isoformat(),
+        resources=resources(simulator, database_url, overrides_file=str(overrides)),
+    )
+    assert run.success
+    with engine.begin() as conn:
+        unpriced_rows = conn.execute(
+            text(
+                f"UPDATE {S}.usage_daily_costs SET cost_usd = NULL, unit_price_id = NULL, "
+                "free_quantity = 0, unpriced_reason = 'no price for web_search_calls (test)' "
+                "WHERE usage_kind = 'web_search_calls'"
+            )
+        ).rowcount
+    assert unpriced_rows > 0
+    summarize_costs(engine, DAY, DAY + dt.timedelta(days=1))
+
+    truth = tables_per_kind(engine)
+    # The test means something: several projects, a non-token cost row shared by two keys,
+    # unpriced tokens and unpriced non-token quantity.
+    assert len(truth) >= 3
+    [shared] = rows(
+        engine,
+        "SELECT count(*) FROM (SELECT 1 FROM ("
+        "  SELECT project_id, model, context_level::text AS detail, api_key_id "
+        f"  FROM {S}.web_search_calls_usage_hourly UNION "
+        "  SELECT project_id, model, '', api_key_id "
+        f"  FROM {S}.embeddings_usage_hourly) u "
+        "GROUP BY project_id, model, detail HAVING count(DISTINCT api_key_id) >= 2) x",
+    )
+    assert shared[0] > 0
+    assert sum(k["completions"][1] for k in truth.values() if "completions" in k) > 0
+    assert sum(k["web_search_calls"][1] for k in truth.values() if "web_search_calls" in k) > 0
+
+    keys = key_rows(engine)
+    kinds = key_kinds(engine)
+    projects = {
+        (r.organization, r.usage_date, r.project_id): r
+        for r in rows(engine, f"SELECT * FROM {S}.v_project_daily_cost")
+    }
+    per_project: dict[ProjectDay, list[Any]] = defaultdict(list)
+    for r in keys:
+        per_project[(r.organization, r.usage_date, r.project_id)].append(r)
+    assert per_project.keys() == truth.keys() == projects.keys()
+    for day, day_keys in per_project.items():
+        exact = sum((cost for cost, _ in truth[day].values()), Decimal(0))
+        n = len(day_keys)
+        keys_usd = sum((r.cost_usd for r in day_keys), Decimal(0))
+        # Each key row is rounded once (half a micro-dollar), the project row once.
+        assert abs(keys_usd - exact) <= n * MICRO / 2, (day, keys_usd, exact)
+        assert abs(projects[day].cost_usd - exact) <= MICRO / 2, day
+        assert abs(keys_usd - projects[day].cost_usd) <= (n + 1) * MICRO / 2, day
+        assert sum(r.unpriced_tokens for r in day_keys) == projects[day].unpriced_tokens
+        assert projects[day].unpriced_tokens == truth[day].get("completions", (0, 0))[1]
+        # Per kind: the keys' shares add up to the kind's cost and unpriced quantity.
+        by_kind: dict[str, list[tuple[Decimal, Decimal]]] = defaultdict(list)
+        for r in day_keys:
+            for kind, values in kinds[(day, r.api_key_id)].items():
+                by_kind[kind].append(values)
+        assert by_kind.keys() == truth[day].keys(), day
+        for kind, shares in by_kind.items():
+            cost, unpriced = truth[day][kind]
+            assert abs(sum(c for c, _ in shares) - cost) <= len(shares) * MICRO / 2, (day, kind)
+            # Exact but for numeric division (seconds / 60, 16 significant digits or more).
+            assert abs(sum(q for _, q in shares) - unpriced) <= Decimal("1e-12"), (day, kind)
+            assert all(c == rounded(c) for c, _ in shares)
+    for r in keys:
+        row_kinds = kinds[((r.organization, r.usage_date, r.project_id), r.api_key_id)]
+        assert r.cost_usd == rounded(r.cost_usd) and r.cost_usd is not None
+        assert abs(r.cost_usd - sum(c for c, _ in row_kinds.values())) <= len(row_kinds) * MICRO
+        assert r.unpriced_tokens == row_kinds.get("completions", (0, 0))[1]
+        if r.api_key_id is not None:
+            # The endpoints without an API key dimension are the NULL key's only.
+            assert not {"vector_stores", "code_interpreter_sessions"} & row_kinds.keys(), r
+    assert any("vector_stores" in k for (_, key), k in kinds.items() if key is None)
+    assert any("code_interpreter_sessions" in k for (_, key), k in kinds.items() if key is None)
+    assert any(r.unpriced_tokens > 0 and r.cost_usd > 0 for r in keys)  # partly priced keys
+    # README's table of what adds up: the project views' estimates, each row rounded once.
+    for view, column in (
+        ("v_usage_daily_cost", "cost_usd"),
+        ("v_reconciliation_daily", "estimated_usd"),
+        ("v_estimated_vs_billed", "estimated_usd"),
+    ):
+        sums = {
+            (r.organization, r.usage_date, r.project_id): (r.usd, r.n)
+            for r in rows(
+                engine,
+                f"SELECT organization, usage_date, project_id, sum({column}) AS usd, "
+                f"count(*) AS n FROM {S}.{view} GROUP BY 1, 2, 3",
+            )
+        }
+        assert sums.keys() >= truth.keys(), view  # the bill may have days without usage
+        for day in truth:
+            usd, n = sums[day]
+            exact = sum((cost for cost, _ in truth[day].values()), Decimal(0))
+            assert abs(usd - exact) <= n * MICRO / 2, (view, day)
+            if view == "v_estimated_vs_billed":
+                assert usd == projects[day].cost_usd, day
+    # The same unpriced quantities as v_usage_daily_cost, per kind.
+    usage_view = dict(
+        rows(
+            engine,
+            f"SELECT usage_kind, sum(unpriced_quantity) FROM {S}.v_usage_daily_cost GROUP BY 1",
+        )
+    )
+    keys_unpriced: dict[str, Decimal] = defaultdict(Decimal)
+    for row_kinds in kinds.values():
+        for kind, (_, unpriced) in row_kinds.items():
+            keys_unpriced[kind] += unpriced
+    assert keys_unpriced.keys() == usage_view.keys()
+    for kind, quantity in usage_view.items():
+        assert abs(keys_unpriced[kind] - quantity) <= Decimal("1e-12"), kind
+
+
+#: gpt-4.1 as above; embeddings, transcriptions and code interpreter at rates with more
+#: decimals than the views show; no price for the web search model.
+HAND_PRICES_0017 = (
+    PRICES
+    + """unit_prices:
+  - usage_kind: embeddings
+    model: text-embedding-3-small
+    usd_per_1m: 0.013
+  - usage_kind: audio_transcriptions
+    model: whisper-1
+    usd_per_unit: 0.0061
+  - usage_kind: code_interpreter_sessions
+    usd_per_unit: 0.0325
+"""
+)
+
+
+def test_a_project_day_split_over_its_keys_by_hand(engine: Engine, tmp_path: Path) -> None:
+    """One project: key_a has completions, embeddings, transcription seconds and unpriced web
+    searches; key_b a third of key_a's embeddings tokens, transcription and web searches too;
+    code interpreter sessions have no key. Each key's share of each cost row, by hand; before
+    the other kinds are priced their usage is the keys' unpriced quantity."""
+    from .test_unit_pricing import usage
+
+    gpt = "gpt-4.1-2025-04-14"
+    completions = keyed(gpt, "key_a", input_text_tokens=1_001, output_text_tokens=334)
+    load_day(engine, DAY, [completions], simulated=False)
+    project = {"project_id": "proj_a"}
+    embeddings = "text-embedding-3-small"
+    usage(
+        engine,
+        "embeddings",
+        {**project, "api_key_id": "key_a", "model": embeddings, "input_tokens": 600_000},
+        {**project, "api_key_id": "key_a", "model": embeddings, "input_tokens": 400_011,
+         "hour": 11},
+        {**project, "api_key_id": "key_b", "model": embeddings, "input_tokens": 333_337},
+    )  # fmt: skip
+    usage(
+        engine,
+        "audio_transcriptions",
+        {**project, "api_key_id": "key_a", "model": "whisper-1", "seconds": 100},
+        {**project, "api_key_id": "key_b", "model": "whisper-1", "seconds": 20},
+    )
+    usage(
+        engine,
+        "web_search_calls",
+        {**project, "api_key_id": "key_a", "model": "acme-search-1", "context_level": "low",
+         "num_requests": 10},
+        {**project, "api_key_id": "key_b", "model": "acme-search-1", "context_level": "low",
+         "num_requests": 5},
+    )  # fmt: skip
+    usage(engine, "code_interpreter_sessions", {**project, "num_sessions": 7})
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(HAND_PRICES_0017)
+    end = DAY + dt.timedelta(days=1)
+    price_usage(engine, DAY, end, PricingInputs(prices))
+
+    # Completions priced, the other kinds not yet: their quantity is unpriced, never zero.
+    before = key_kinds(engine)
+    day = (DEFAULT_ORGANIZATION, DAY, "proj_a")
+    minutes_cost, minutes = before[(day, "key_b")].pop("audio_transcriptions")
+    assert minutes_cost == 0 and abs(minutes - Decimal(20) / 60) < Decimal("1e-15")  # in minutes
+    assert before[(day, "key_b")] == {"embeddings": (0, 333_337), "web_search_calls": (0, 5)}
+    assert before[(day, None)] == {"code_interpreter_sessions": (0, 7)}
+
+    price_unit_usage(engine, DAY, end, PricingInputs(prices))
+    summarize_costs(engine, DAY, end)
+
+    completions_a = 2 * (usd(1_001, "0.125") + usd(334, "0.375"))  # two hours
+    embeddings_a = usd(1_000_011, "0.013")
+    embeddings_b = usd(333_337, "0.013")
+    assert embeddings_a == 3 * embeddings_b  # 3:1
+    transcription_a = Decimal(100) / 60 * Decimal("0.0061")
+    transcription_b = Decimal(20) / 60 * Decimal("0.0061")
+    sessions = 7 * Decimal("0.0325")
+    after = key_kinds(engine)
+    assert after == {
+        (day, "key_a"): {
+            "completions": (rounded(completions_a), 0),
+            "embeddings": (rounded(embeddings_a), 0),
+            "audio_transcriptions": (rounded(transcription_a), 0),
+            "web_search_calls": (0, 10),
+        },
+        (day, "key_b"): {
+            "embeddings": (rounded(embeddings_b), 0),
+            "audio_transcriptions": (rounded(transcription_b), 0),
+            "web_search_calls": (0, 5),
+        },
+        (day, None): {"code_interpreter_sessions": (sessions, 0)},
+    }
+    per_key = {
+        r.api_key_id: (r.cost_usd, r.unpriced_tokens, r.input_tokens, r.num_model_requests)
+        for r in key_rows(engine)
+    }
+    assert per_key == {
+        "key_a": (
+            rounded(completions_a + embeddings_a + transcription_a),
+            0,
+            2 * 1_001,
+            2 * completions["num_model_requests"],  # completions' requests only
+        ),
+        "key_b": (rounded(embeddings_b + transcription_b), 0, 0, 0),
+        None: (sessions, 0, 0, 0),
+    }
+    [total] = rows(engine, f"SELECT cost_usd, unpriced_usage_rows FROM {S}.v_project_daily_cost")
+    exact = completions_a + embeddings_a + embeddings_b + transcription_a + transcription_b
+    exact += sessions
+    assert total.cost_usd == rounded(exact)
+    assert total.unpriced_usage_rows == 1  # the web search row, 15 calls over two keys
+    assert abs(sum(c for c, *_ in per_key.values()) - total.cost_usd) <= 4 * MICRO / 2
+
+
+def test_migration_0017_up_and_down(fresh_url: str) -> None:
+    """0017 redefines the key view only (0015's columns, then cost_by_kind and
+    unpriced_quantity_by_kind before `simulated`), readable by the BI role; its downgrade
+    restores the previous revision's views exactly; upgrading again gives 0017's."""
+    config = alembic_config(fresh_url)
+    previous = ScriptDirectory.from_config(config).get_revision("0017").down_revision
+    assert isinstance(previous, str)
+    migrate(fresh_url, previous)
+    engine = engine_for(fresh_url)
+    before = schema_views(engine)
+    migrate(fresh_url, "0017")
+    after = schema_views(engine)
+    assert after.keys() == before.keys()
+    assert {view for view in after if after[view] != before[view]} == {VIEW_0017}
+    _, columns, readable, comment = after[VIEW_0017]
+    assert readable and comment == before[VIEW_0017][3]
+    old_columns = before[VIEW_0017][1]
+    assert columns == [
+        *old_columns[:-1],
+        "cost_by_kind jsonb",
+        "unpriced_quantity_by_kind jsonb",
+        old_columns[-1],
+    ]
+    assert old_columns[-1] == "simulated boolean"
+    command.downgrade(config, previous)
+    assert schema_views(engine) == before
+    migrate(fresh_url, "0017")
     assert schema_views(engine) == after
