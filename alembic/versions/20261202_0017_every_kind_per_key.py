@@ -1,7 +1,7 @@
 """Per API key, every usage kind: the keys of a project's day add up to the project's cost
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016 (0016 only writes comments; the view is 0015's)
 Create Date: 2026-12-02 23:00:00
 
 Before 0017 `v_api_key_daily_cost` was completions only: summed over its keys, a project's day
@@ -60,7 +60,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0015"
+down_revision: str | Sequence[str] | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
