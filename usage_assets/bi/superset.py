@@ -11,9 +11,9 @@ programs, it never imports Superset (and the Dagster code location never imports
 
 1. the usage database: the embedded PostgreSQL is started and migrated, as `make dev` does (or
    USAGE_DATABASE_URL's server is migrated);
-2. a LOGIN role `usage_superset`, a member of the NOLOGIN role `usage_readonly` that the
-   migrations create (SELECT on every table and view of `openai_usage`), with
-   `default_transaction_read_only`, and a generated password kept in
+2. a LOGIN role `usage_superset` (SUPERSET_USAGE_ROLE names another), a member of the NOLOGIN
+   role `usage_readonly` that the migrations create (SELECT on every table and view of
+   `openai_usage`), with `default_transaction_read_only`, and a generated password kept in
    `$USAGE_DATA_DIR/superset/usage_superset.password` (0600). With SUPERSET_USAGE_DATABASE_URL
    set (a read-only login you made on your own PostgreSQL), steps 1 and 2 are skipped and that
    URL is used as it is;
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -53,8 +54,10 @@ REQUIREMENTS = DEPLOY / "requirements.txt"
 CONFIG = DEPLOY / "superset_config.py"
 BUNDLE = DEPLOY / "dashboard"
 PROVISION = DEPLOY / "provision.py"
-#: The login Superset connects as, and the role (made by migration 0002) that it is a member of.
-ROLE = "usage_superset"
+#: The login Superset connects as (SUPERSET_USAGE_ROLE changes it), and the role (made by
+#: migration 0002) that it is a member of.
+DEFAULT_ROLE = "usage_superset"
+ROLE_VARIABLE = "SUPERSET_USAGE_ROLE"
 READONLY_ROLE = "usage_readonly"
 ADMIN = "admin"
 #: The dashboard's address below the server root (its slug, in dashboards/*.yaml).
@@ -70,6 +73,17 @@ class SupersetError(UsageAssetsError):
     """A Superset command failed, or Superset is not installed or set up."""
 
 
+def login_role() -> str:
+    """SUPERSET_USAGE_ROLE, or usage_superset: the read-only login setup makes (roles are
+    per server, so two data directories on one server each need their own)."""
+    role = os.environ.get(ROLE_VARIABLE, "").strip() or DEFAULT_ROLE
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ConfigurationError(
+            f"{ROLE_VARIABLE}={role!r} is not a role name (lower-case letters, digits, _)"
+        )
+    return role
+
+
 def superset_dir(data_dir: Path | None = None) -> Path:
     """Where Superset keeps its state: `$USAGE_DATA_DIR/superset` (superset_config.py agrees)."""
     return (data_dir or settings.data_dir()) / "superset"
@@ -79,8 +93,8 @@ def admin_password_file(data_dir: Path | None = None) -> Path:
     return superset_dir(data_dir) / "admin.password"
 
 
-def role_password_file(data_dir: Path | None = None) -> Path:
-    return superset_dir(data_dir) / f"{ROLE}.password"
+def role_password_file(role: str, data_dir: Path | None = None) -> Path:
+    return superset_dir(data_dir) / f"{role}.password"
 
 
 def _secret(path: Path) -> str:
@@ -131,19 +145,20 @@ def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def ensure_readonly_login(owner_url: str, password: str) -> str:
-    """Create (or update) the LOGIN role ROLE in READONLY_ROLE; return its libpq URL.
+def ensure_readonly_login(owner_url: str, role_name: str, password: str) -> str:
+    """Create (or update) the LOGIN role `role_name` in READONLY_ROLE; return its libpq URL.
 
     `owner_url` must be allowed to create roles (the embedded server's superuser is). The role
     is read-only twice over: it has only usage_readonly's SELECT grants, and every transaction
     it opens is READ ONLY by default."""
-    role = sql.Identifier(ROLE)
+    role = sql.Identifier(role_name)
     try:
         with psycopg.connect(_libpq(owner_url), autocommit=True, connect_timeout=10) as conn:
             roles = {
                 name
                 for (name,) in conn.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [[ROLE, READONLY_ROLE]]
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                    [[role_name, READONLY_ROLE]],
                 ).fetchall()
             }
             if READONLY_ROLE not in roles:
@@ -153,7 +168,7 @@ def ensure_readonly_login(owner_url: str, password: str) -> str:
                     f'"BI tools"). Create it, or set {URL_VARIABLE} to a read-only login.'
                 )
             with conn.transaction():
-                if ROLE not in roles:
+                if role_name not in roles:
                     conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
                 conn.execute(
                     sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password))
@@ -164,11 +179,13 @@ def ensure_readonly_login(owner_url: str, password: str) -> str:
                 )
     except psycopg.errors.InsufficientPrivilege:
         raise ConfigurationError(
-            f"{safe_url(owner_url)} may not create or alter the role {ROLE}. Create a read-only "
-            f"login yourself (CREATE ROLE superset LOGIN PASSWORD '…' IN ROLE {READONLY_ROLE}) "
-            f"and set {URL_VARIABLE} to its URL."
+            f"{safe_url(owner_url)} may not create or alter the role {role_name}. Create a "
+            "read-only login yourself (CREATE ROLE superset LOGIN PASSWORD '…' IN ROLE "
+            f"{READONLY_ROLE}) and set {URL_VARIABLE} to its URL."
         ) from None
-    readonly = make_url(owner_url).set(drivername="postgresql", username=ROLE, password=password)
+    readonly = make_url(owner_url).set(
+        drivername="postgresql", username=role_name, password=password
+    )
     return readonly.render_as_string(hide_password=False)
 
 
@@ -185,8 +202,9 @@ def _database_for_superset(data_dir: Path) -> str:
     owner = resolve_url()  # starts the embedded server if that is the database
     migrate(owner)
     print(f"superset: usage database migrated: {safe_url(owner)}")
-    readonly = ensure_readonly_login(owner, _secret(role_password_file(data_dir)))
-    print(f"superset: read-only login {ROLE} (in {READONLY_ROLE}): {safe_url(readonly)}")
+    role = login_role()
+    readonly = ensure_readonly_login(owner, role, _secret(role_password_file(role, data_dir)))
+    print(f"superset: read-only login {role} (in {READONLY_ROLE}): {safe_url(readonly)}")
     return readonly
 
 
