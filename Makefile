@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 SUPERSET_VENV := .superset-venv
 SUPERSET_STAMP := $(SUPERSET_VENV)/.installed
 SUPERSET_REQUIREMENTS := deploy/superset/requirements.txt
-# uv installs Superset's 150 pinned packages in seconds (pip: 1.5-2 minutes).
+# uv installs Superset's 150 pinned packages in seconds (pip: 1.5-2 minutes). It reads its own
+# index settings (UV_INDEX_URL, uv.toml), not pip.conf.
 SUPERSET_UV := uv==0.13.9
 # The quickstart keeps Dagster's history beside the embedded database (see README).
 DEV_DAGSTER_HOME := $(or $(DAGSTER_HOME),$(or $(USAGE_DATA_DIR),$(CURDIR)/.usage_data)/dagster_home)
