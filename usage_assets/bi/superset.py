@@ -17,11 +17,12 @@ programs, it never imports Superset (and the Dagster code location never imports
    `$USAGE_DATA_DIR/superset/usage_superset.password` (0600). With SUPERSET_USAGE_DATABASE_URL
    set (a read-only login you made on your own PostgreSQL), steps 1 and 2 are skipped and that
    URL is used as it is;
-3. Superset's metadata database (SQLite in `$USAGE_DATA_DIR/superset/`): `superset db upgrade`
-   and `superset init`, again only when the Superset pins changed;
-4. deploy/superset/provision.py: the user `admin` with the generated password in
-   `$USAGE_DATA_DIR/superset/admin.password`, the connection "usage" as `usage_superset`, and the
-   dashboard bundle deploy/superset/dashboard imported over what an earlier run imported.
+3. deploy/superset/provision.py, in one Superset process: Superset's metadata database (SQLite
+   in `$USAGE_DATA_DIR/superset/`) upgraded and its roles synced (`superset db upgrade`,
+   `superset init`; again only when the Superset pins changed), the user `admin` with the
+   generated password in `$USAGE_DATA_DIR/superset/admin.password`, the connection "usage" as
+   `usage_superset`, and the dashboard bundle deploy/superset/dashboard imported over what an
+   earlier run imported.
 
 Superset's own output goes to `$USAGE_DATA_DIR/superset/setup.log`; a failing step shows its
 end. `serve` runs Superset's web server (gunicorn) in the foreground until interrupted.
@@ -244,7 +245,6 @@ def _metadata_stamp() -> str:
 def setup(data_dir: Path | None = None) -> None:
     """Everything `serve` needs; see the module's docstring."""
     data = data_dir or settings.data_dir()
-    superset = _venv_program("superset")
     python = _venv_program("python")
     state = superset_dir(data)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -253,19 +253,24 @@ def setup(data_dir: Path | None = None) -> None:
     _secret(admin_password_file(data))
     env = superset_environment(data)
 
+    # Superset's metadata migrations and `superset init` again only when its pins (or our
+    # config) changed: they are most of a first setup's minute.
     stamp = state / ".metadata-upgraded"
     current = _metadata_stamp()
-    fresh = not (state / "superset.db").exists()
-    if fresh or not stamp.exists() or stamp.read_text().strip() != current:
-        _run("superset db upgrade", [superset, "db", "upgrade"], env, log)
-        _run("superset init", [superset, "init"], env, log)
-        stamp.write_text(current + "\n")
+    upgrade = not (state / "superset.db").exists() or (
+        not stamp.exists() or stamp.read_text().strip() != current
+    )
     provision: list[str | Path] = [
         python, PROVISION,
         "--bundle", BUNDLE,
         "--admin-password-file", admin_password_file(data),
     ]  # fmt: skip
-    _run("dashboard import", provision, env | {URL_VARIABLE: database_url}, log)
+    if upgrade:
+        provision.append("--upgrade-metadata")
+    step = "metadata, admin user, dashboard import" if upgrade else "admin user, dashboard import"
+    _run(step, provision, env | {URL_VARIABLE: database_url}, log)
+    if upgrade:
+        stamp.write_text(current + "\n")
     print(
         f"superset: ready. Log in as {ADMIN!r}, password in {admin_password_file(data)}; "
         f"the dashboard is {DASHBOARD_PATH}"
