@@ -207,6 +207,29 @@ def backfill(
     }
 
 
+STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """What the benchmark is doing now, with the time since it started (it runs for many
+    minutes; the table at the end repeats every figure)."""
+    elapsed = int(time.perf_counter() - STARTED)
+    print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
+
+
+class Results(list[tuple[str, str]]):
+    """The table's rows, each shown as soon as it is measured."""
+
+    def append(self, row: tuple[str, str]) -> None:
+        progress(f"  {row[0]}: {row[1]}")
+        super().append(row)
+
+    def __iadd__(self, rows: Any) -> Results:  # type: ignore[override,misc]
+        for row in rows:
+            self.append(row)
+        return self
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=10_000)
@@ -218,7 +241,7 @@ def main() -> int:
         "--backfill-days", type=int, default=365, help="days of the Dagster backfill; 0 skips it"
     )
     args = parser.parse_args()
-    results: list[tuple[str, str]] = []
+    results = Results()
     with tempfile.TemporaryDirectory() as tmp:
         server = embedded_db.EmbeddedServer(Path(tmp), free_port())
         embedded_db.ensure_running(server)
@@ -226,6 +249,7 @@ def main() -> int:
         try:
             url = server.url()
             migrate(url)
+            progress(f"one day of {args.groups:,} groups: fetch, parse, validate, write")
             page_mb = largest_page_mb(base, FIRST_DAY)
             one = ingest(url, base, FIRST_DAY, 1)
             rate = one["rows"] / one["seconds"]
@@ -243,6 +267,7 @@ def main() -> int:
                 ("largest page JSON", f"{page_mb:.1f} MiB"),
                 ("data RSS / largest page", f"{data_mb / page_mb:.1f}x"),
             ]
+            progress("raw COPY and the naive ORM loop, for comparison")
             rows = day_rows(base, FIRST_DAY)
             copy_seconds = raw_copy(url, rows)
             copy_rate = len(rows) / copy_seconds
@@ -256,6 +281,7 @@ def main() -> int:
             ]
             with engine_for(url).begin() as conn:
                 conn.execute(text("TRUNCATE openai_usage.completions_usage_hourly"))
+            progress(f"{args.days} days in one run")
             many = ingest(url, base, FIRST_DAY, args.days)
             results.append(
                 (f"ingest, {args.days} days in one run",
@@ -264,6 +290,7 @@ def main() -> int:
             )  # fmt: skip
             engine = engine_for(url)
             for days in (1, args.days):
+                progress(f"cost attribution, {days} day(s)")
                 began = time.perf_counter()
                 price_usage(engine, FIRST_DAY, FIRST_DAY + dt.timedelta(days=days),
                             PricingInputs(None))  # fmt: skip
@@ -272,7 +299,9 @@ def main() -> int:
                 )
             simulator.terminate()
             if args.backfill_days:
+                progress(f"Dagster backfill of {args.backfill_days} days, range runs")
                 ranged = backfill(server, Path(tmp), args.backfill_days, MAX_DAYS_PER_RUN)
+                progress(f"Dagster backfill of {args.backfill_days} days, one run per partition")
                 single = backfill(server, Path(tmp), args.backfill_days, 1)
                 for label, run in (("range runs", ranged), ("one run per partition", single)):
                     results.append(
