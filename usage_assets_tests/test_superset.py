@@ -33,6 +33,7 @@ import dagster as dg
 import psycopg
 import pytest
 from playwright.sync_api import Locator, Page, Response, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
@@ -368,12 +369,29 @@ def expected_tables(engine: Engine) -> dict[str, list[list[str]]]:
 # --------------------------------------------------------------------------- the browser
 
 
+#: One attempt to sign in; the whole of it may take STEP_TIMEOUT_MS.
+LOGIN_ATTEMPT_MS = 20_000
+
+
 def _log_in(page: Page, server: Superset) -> None:
+    """Sign in as the admin. The login page is a React app: on a busy machine it can render
+    (again) after the fields were filled, empty them and drop the click, so the fields are
+    checked before the click and the sign-in is tried again until the deadline."""
+    deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
     page.goto(f"{server.url}/login/")
-    page.get_by_label("Username").fill(superset.ADMIN)
-    page.get_by_label("Password").fill(server.admin_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/login" not in url)
+    while True:
+        try:
+            username, password = page.get_by_label("Username"), page.get_by_label("Password")
+            username.fill(superset.ADMIN)
+            password.fill(server.admin_password)
+            expect(username).to_have_value(superset.ADMIN, timeout=LOGIN_ATTEMPT_MS)
+            expect(password).to_have_value(server.admin_password, timeout=LOGIN_ATTEMPT_MS)
+            page.get_by_role("button", name="Sign in").click(timeout=LOGIN_ATTEMPT_MS)
+            page.wait_for_url(lambda url: "/login" not in url, timeout=LOGIN_ATTEMPT_MS)
+            return
+        except (PlaywrightTimeoutError, AssertionError):
+            if time.monotonic() > deadline or "/login" not in page.url:
+                raise
 
 
 def _table_text(chart: Locator) -> tuple[list[list[str]], list[list[str]]]:
