@@ -79,6 +79,21 @@ def stop_signals_restored() -> Iterator[None]:
             signal.signal(number, handler)
 
 
+@pytest.fixture(autouse=True)
+def no_dagster_storage_left_current() -> Iterator[None]:
+    """Forget the Dagster instance storage a test left as the process's current one.
+
+    An instance entered as a context manager becomes the current `DefsStateStorage` (a
+    ContextVar), and Dagster reads it whenever Definitions are built; one the test did not exit
+    (the production-instance tests' instance on a Postgres database they drop) made every later
+    `dg.materialize` in the same worker fail with "database ... does not exist"."""
+    yield
+    from dagster._core.storage.defs_state import base as defs_state
+
+    if defs_state.DefsStateStorage.get() is not None:
+        defs_state._current_storage.set(None)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
