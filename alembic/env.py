@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 
 from usage_assets.warehouse.database import engine_for, resolve_url
 from usage_assets.warehouse.models import SCHEMA, VERSION_TABLE, Base
+from usage_assets.warehouse.partitions import is_partition_name
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -25,6 +26,9 @@ target_metadata = Base.metadata
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     if type_ == "schema":
         return name == SCHEMA
+    if type_ == "table" and name is not None:
+        # The month partitions are made by the app (`warehouse.partitions`), not the models.
+        return not is_partition_name(name)
     return True
 
 

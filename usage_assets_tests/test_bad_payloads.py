@@ -97,7 +97,7 @@ def test_a_nul_in_an_unknown_field_or_key_is_kept_as_text() -> None:
     assert stored["nested"] == {"list": [f"x{NUL_TEXT}", 1], f"k{NUL_TEXT}ey": None}
     assert stored[f"odd{NUL_TEXT}key"] == 5
     assert "\x00" not in json.dumps(stored)
-    assert {k: v for k, v in stored.items() if k in sample_result()} == sample_result()
+    assert not set(stored) & set(sample_result())  # the known fields are in their columns
 
 
 @pytest.mark.parametrize("name", [d for d in DIMENSIONS if d != "batch"])
@@ -122,7 +122,7 @@ def test_an_escaped_backslash_before_u0000_is_not_mangled() -> None:
     # The JSON of this text contains `\\u0000`, which holds the NUL escape as a substring.
     result = sample_result(note="C:\\u0000\\dir", other="\\\\u0000")
     encoded = normalize_result(result, BUCKET, 0)[-1]
-    assert json.loads(encoded) == result
+    assert json.loads(encoded) == {"note": "C:\\u0000\\dir", "other": "\\\\u0000"}
 
 
 def test_nan_in_an_unknown_field_is_kept_as_text() -> None:

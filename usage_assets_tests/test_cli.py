@@ -94,8 +94,9 @@ def test_usage_db_dsn_starts_the_embedded_server(tmp_path: Path) -> None:
         assert server.password() not in migrated.stdout + migrated.stderr
         with psycopg.connect(dsn.stdout.strip()) as conn:
             tables = conn.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = 'openai_usage' AND table_type = 'BASE TABLE'"
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'openai_usage' AND c.relkind IN ('r', 'p') "
+                "AND NOT c.relispartition"
             ).fetchone()
         assert tables == (len(Base.metadata.tables) + 1,)  # and the Alembic version table
         # README: `psql "$(usage-db dsn)"`, with no other source of the password.

@@ -4,11 +4,12 @@ Rows are produced one at a time, as the pages arrive, so a day of any size is ne
 memory: the caller streams them into the day's COPY. A wrong type, a negative count or a bucket
 outside its day raises PayloadError naming the bucket and field, which rolls the day's
 transaction back with the previous rows untouched. A group listed twice in one bucket is caught
-by the table's unique key in the same transaction (see `storage.replace_day`), and a day
+while the day is written, in the same transaction (see `warehouse.usage_days`), and a day
 missing some of its hours by `DaySummary.check_complete` once its buckets are exhausted. So is
 what PostgreSQL cannot store: a count beyond bigint, a NUL character in a dimension. Fields the
-API adds tomorrow are not an error: they stay in the `result` JSON column, where a NUL character
-(which jsonb rejects) is kept as the six characters `\\u0000`.
+API adds tomorrow are not an error: they are kept in the `result` JSON column (which holds only
+the fields without a column of their own), where a NUL character (which jsonb rejects) is kept
+as the six characters `\\u0000`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ UsageRow = tuple[Any, ...]
 #: The largest value of a PostgreSQL bigint, the type of every count column.
 BIGINT_MAX = 2**63 - 1
 #: The `result` column: compact, and non-ASCII kept as is (the C encoder, built once). NaN and
-#: Infinity are refused (jsonb has no such numbers) and handled by `_storable_json`.
+#: Infinity are refused (jsonb has no such numbers) and handled by `_extra_json`.
 _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 #: How the encoder writes a NUL character; jsonb refuses it. Its absence from a result's JSON
 #: proves the result has no NUL (the common case, one substring search); its presence may also
-#: be an escaped backslash followed by "u0000", which `_storable_json` tells apart.
+#: be an escaped backslash followed by "u0000", which `_jsonb_safe` keeps as it is.
 _NUL_ESCAPE = "\\u0000"
 #: What a NUL character in an unknown field or key is stored as: the six characters \u0000.
 NUL_REPLACEMENT = "\\u0000"
@@ -155,15 +156,11 @@ def _jsonb_safe(value: Any) -> Any:
     return value
 
 
-def _storable_json(
-    result: dict[str, Any], bucket: UsageBucket, index: int, endpoint: UsageEndpoint
-) -> str:
-    """The slow path of the `result` column, for a result whose JSON has a NUL escape, a lone
-    surrogate or a non-finite number: in a dimension it is refused (its text column cannot
-    store it); elsewhere it is kept as text (see `_jsonb_safe`)."""
+def _refuse_text(dims: list[Any], bucket: UsageBucket, index: int, endpoint: UsageEndpoint) -> None:
+    """Raise PayloadError for a dimension PostgreSQL text cannot store: a NUL character or a
+    lone surrogate (their columns are text; an unknown field is kept, see `_extra_json`)."""
     where = _where(bucket, index, endpoint)
-    for name in endpoint.dimension_names:
-        value = result.get(name)
+    for name, value in zip(endpoint.dimension_names, dims, strict=True):
         if isinstance(value, str) and "\x00" in value:
             raise PayloadError(
                 f"{where}: {name}={value!r} contains a NUL character, which "
@@ -174,7 +171,22 @@ def _storable_json(
                 f"{where}: {name}={value!r} contains a lone surrogate, which is "
                 "not valid Unicode text"
             )
-    return _to_json(_jsonb_safe(result))
+
+
+def _extra_json(result: dict[str, Any], known: frozenset[str]) -> str | None:
+    """The `result` column: the JSON of the fields without a column of their own (tomorrow's
+    fields), None when there are none (nearly always). What jsonb cannot store in them (a NUL
+    escape, a lone surrogate, NaN or Infinity) is kept in a form it can (`_jsonb_safe`)."""
+    if result.keys() <= known:
+        return None
+    extra = {key: value for key, value in result.items() if key not in known}
+    try:
+        encoded = _to_json(extra)
+        if _NUL_ESCAPE not in encoded and _is_utf8(encoded):
+            return encoded
+    except ValueError:  # NaN or Infinity
+        pass
+    return _to_json(_jsonb_safe(extra))
 
 
 def normalize_result(
@@ -202,20 +214,17 @@ def _rows(
     dimensions, metrics = endpoint.dimension_names, endpoint.metric_names
     dim_types = tuple(_PYTHON_TYPES[d.type] for d in endpoint.dimensions)
     expected, required = endpoint.result_object, len(endpoint.required_metrics)
+    known = frozenset(("object", *dimensions, *metrics))
     for index, result in enumerate(results, first_index):
         if type(result) is dict:
             get = result.get
             dims = [get(name) for name in dimensions]
             counts = [get(name) for name in metrics]
             if _is_valid(get("object", expected), expected, dims, dim_types, counts, required):
-                try:
-                    encoded = _to_json(result)
-                    storable = _NUL_ESCAPE not in encoded and _is_utf8(encoded)
-                except ValueError:  # NaN or Infinity in an unknown field
-                    storable = False
-                if not storable:
-                    encoded = _storable_json(result, bucket, index, endpoint)
-                yield (organization, start, end, *dims, *counts, encoded)
+                for value in dims:
+                    if type(value) is str and ("\x00" in value or not _is_utf8(value)):
+                        _refuse_text(dims, bucket, index, endpoint)
+                yield (organization, start, end, *dims, *counts, _extra_json(result, known))
                 continue
         raise _refuse(result, bucket, index, endpoint)
 

@@ -48,15 +48,19 @@ ORGANIZATION_COMMENT = (
     "before migration 0009)."
 )
 #: The comments the hourly usage tables share.
-USAGE_ID_COMMENT = "Surrogate key (changes when the day is reloaded)."
 BUCKET_START_COMMENT = "Start of the UTC hour [bucket_start, bucket_end)."
 BUCKET_END_COMMENT = "End of the UTC hour (exclusive)."
 RESULT_COMMENT = (
-    "The API's whole result object, including fields added after this release. A NUL character "
-    "(which jsonb cannot store) in such a field or key is kept as the six characters \\u0000; "
-    "NaN and Infinity as the strings 'NaN', 'Infinity'."
+    "The fields of the API's result object that have no column of their own (fields added after "
+    "this release); NULL when there are none. openai_usage.api_result(row) rebuilds the whole "
+    "object. A NUL character (which jsonb cannot store) in such a field or key is kept as the six "
+    "characters \\u0000; NaN and Infinity as the strings 'NaN', 'Infinity'."
 )
+#: The hourly usage tables are partitioned by UTC month of the hour (`warehouse.partitions`).
+PARTITION_BY = "RANGE (bucket_start)"
 INGESTED_AT_COMMENT = "When the row was written."
+#: costs_daily's key.
+BILLED_ID_COMMENT = "Surrogate key (changes when the day is reloaded)."
 #: The comments the daily tables computed from other tables share.
 COMPUTED_ID_COMMENT = "Surrogate key (changes when the day is recomputed)."
 COMPUTED_AT_COMMENT = "When the row was computed."
@@ -87,6 +91,17 @@ OPTIONAL_METRICS: tuple[str, ...] = COMPLETIONS.optional_metrics
 METRICS: tuple[str, ...] = COMPLETIONS.metric_names
 
 
+def usage_indexes(table: str) -> tuple[Index, Index]:
+    """The two indexes of an hourly usage table, both small because each key repeats (B-tree
+    deduplication): a day's or a month's rows, and a project's hours. No unique index over the
+    whole group: it was 40% of the table's bytes; a group listed twice in one hour is refused
+    while the day is written (`warehouse.usage_days`), in the day's transaction."""
+    return (
+        Index(f"ix_{table}_organization_bucket", "organization", "bucket_start"),
+        Index(f"ix_{table}_project_bucket", "project_id", "bucket_start"),
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         schema=SCHEMA,
@@ -104,26 +119,22 @@ class CompletionsUsageHourly(Base):
 
     __tablename__ = "completions_usage_hourly"
     __table_args__ = (
-        # One row per bucket and group; NULL dimensions compare equal (PostgreSQL >= 15).
-        UniqueConstraint(
-            "organization",
-            "bucket_start",
-            *DIMENSIONS,
-            name="uq_completions_usage_hourly_bucket_group",
-            postgresql_nulls_not_distinct=True,
-        ),
         CheckConstraint("bucket_end > bucket_start", name="bucket_order"),
         CheckConstraint(
             "input_tokens >= 0 AND output_tokens >= 0 AND num_model_requests >= 0",
             name="nonnegative_totals",
         ),
-        Index("ix_completions_usage_hourly_project_bucket", "project_id", "bucket_start"),
-        {"comment": "OpenAI completions usage, one row per UTC hour and usage group."},
+        *usage_indexes("completions_usage_hourly"),
+        {
+            "comment": "OpenAI completions usage, one row per UTC hour and usage group.",
+            "postgresql_partition_by": PARTITION_BY,
+        },
     )
+    # No key in the database (see `usage_indexes`); the ORM's identity is the group's hour.
+    __mapper_args__ = {  # noqa: RUF012 (SQLAlchemy reads it off the class)
+        "primary_key": ("organization", "bucket_start", *DIMENSIONS)
+    }
 
-    id: Mapped[int] = mapped_column(
-        BigInteger, Identity(always=True), primary_key=True, comment=USAGE_ID_COMMENT
-    )
     organization: Mapped[str] = organization_column()
     bucket_start: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), comment=BUCKET_START_COMMENT
@@ -188,7 +199,7 @@ class CompletionsUsageHourly(Base):
         BigInteger, comment=_completions("output_image_tokens")
     )
 
-    result: Mapped[dict[str, Any]] = mapped_column(JSONB, comment=RESULT_COMMENT)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment=RESULT_COMMENT)
     ingested_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), comment=INGESTED_AT_COMMENT
     )
@@ -349,7 +360,6 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
     return Table(
         name,
         Base.metadata,
-        Column("id", BigInteger, Identity(always=True), primary_key=True, comment=USAGE_ID_COMMENT),
         Column(
             "organization",
             Text,
@@ -369,7 +379,7 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
             Column(m.name, BigInteger, nullable=not m.required, comment=m.comment or None)
             for m in endpoint.metrics
         ),
-        Column("result", JSONB, nullable=False, comment=RESULT_COMMENT),
+        Column("result", JSONB, comment=RESULT_COMMENT),
         Column(
             "ingested_at",
             DateTime(timezone=True),
@@ -377,19 +387,13 @@ def _usage_table(endpoint: UsageEndpoint) -> Table:
             server_default=func.now(),
             comment=INGESTED_AT_COMMENT,
         ),
-        UniqueConstraint(
-            "organization",
-            "bucket_start",
-            *endpoint.dimension_names,
-            name=f"uq_{name}_bucket_group",
-            postgresql_nulls_not_distinct=True,
-        ),
         CheckConstraint("bucket_end > bucket_start", name="bucket_order"),
         CheckConstraint(
             " AND ".join(f"{metric} >= 0" for metric in required), name="nonnegative_totals"
         ),
-        Index(f"ix_{name}_project_bucket", "project_id", "bucket_start"),
+        *usage_indexes(name),
         comment=f"OpenAI {endpoint.name} usage, one row per UTC hour and usage group.",
+        postgresql_partition_by=PARTITION_BY,
     )
 
 
@@ -503,7 +507,7 @@ class CostDaily(Base):
     )
 
     id: Mapped[int] = mapped_column(
-        BigInteger, Identity(always=True), primary_key=True, comment=USAGE_ID_COMMENT
+        BigInteger, Identity(always=True), primary_key=True, comment=BILLED_ID_COMMENT
     )
     organization: Mapped[str] = organization_column()
     usage_date: Mapped[dt.date] = mapped_column(Date, comment="The UTC day billed.")

@@ -72,11 +72,21 @@ def keys(table: Table) -> str:
 
     for constraint in sorted(table.constraints, key=order):
         columns = list(constraint.columns)  # type: ignore[attr-defined]
-        if isinstance(constraint, PrimaryKeyConstraint) and [c.name for c in columns] != ["id"]:
+        if isinstance(constraint, PrimaryKeyConstraint) and [c.name for c in columns] not in (
+            [],
+            ["id"],
+        ):
             parts.append(f"Primary key {_key(columns)}.")
         elif isinstance(constraint, UniqueConstraint):
             nulls = constraint.dialect_options["postgresql"]["nulls_not_distinct"]
             parts.append(f"Unique on {_key(columns)}{', NULLs equal' if nulls else ''}.")
+    if table.dialect_options["postgresql"]["partition_by"]:
+        parts.append(
+            "Partitioned by UTC month of `bucket_start` "
+            f"({code(table.name + '_2025_10')}, ..., and {code(table.name + '_default')} for "
+            "rows written outside the app); no unique key in the database: a group listed twice "
+            "in one hour is refused while its day is written."
+        )
     return " ".join(parts)
 
 

@@ -19,13 +19,14 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from usage_assets.admin_api.endpoints import BUCKET_LIMITS, COMPLETIONS, UsageEndpoint
 from usage_assets.admin_api.rows import DaySummary, UsageRow, split_by_day
 from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.admin_api.usage import UsageQuery, iter_usage_buckets
 from usage_assets.errors import AdminAPIError, IncompleteDayError
+from usage_assets.warehouse.partitions import refresh_statistics
 from usage_assets.warehouse.usage_days import LoadInfo, replace_day, usage_table
 
 
@@ -109,13 +110,7 @@ def ingest_days(
                     f"{exc}; the stored day is kept. Asking again from {day} "
                     f"(attempt {failures + 1} of {REASKS + 1})."
                 )
-    # After a bulk load, as PostgreSQL's docs advise: VACUUM sets the new rows' hint bits and
-    # visibility once, here, instead of the cost SQL that follows in the same run dirtying (and
-    # writing back) every page it first reads; ANALYZE refreshes the planner's statistics. Only
-    # pages changed since the last vacuum are visited; SKIP_LOCKED leaves it to a running
-    # autovacuum.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"VACUUM (ANALYZE, SKIP_LOCKED) {usage_table(endpoint).fullname}"))
+    refresh_statistics(engine, usage_table(endpoint), first_day, end_day)
 
 
 def _ingest_from(

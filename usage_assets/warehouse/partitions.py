@@ -1,0 +1,144 @@
+"""Monthly range partitions of the hourly usage tables, created ahead of the days written.
+
+Every `<endpoint>_usage_hourly` table is partitioned by `bucket_start`, one partition per UTC
+month (`completions_usage_hourly_2025_10`), plus a DEFAULT partition that stays empty in normal
+use and only catches rows written outside the app (a psql INSERT, a test). A day's replace and a
+month's query then touch one partition, and an old month can be detached (README "Archiving old
+months") without rewriting anything.
+
+`ensure_month_partitions` runs before a day's transaction, so the partition exists before the
+first row arrives: it creates each missing month of the days written and the month after the
+last of them (so tomorrow's first run of a new month finds its partition waiting). A new
+partition is created as a plain table and then attached (SHARE UPDATE EXCLUSIVE on the parent:
+readers and the writers of other days go on); rows of that month found in the DEFAULT partition
+are moved into it first, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, Engine, Table, text
+
+from usage_assets.warehouse.replace import lock_partition
+
+#: The advisory-lock partition key of a table's partition creation (see `lock_partition`).
+CREATING = "month partitions"
+
+
+def month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def next_month(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def months_of(first_day: dt.date, end_day: dt.date) -> Iterator[dt.date]:
+    """The first day of each month that holds a day of [first_day, end_day), then one more:
+    the month ahead."""
+    month = month_start(first_day)
+    last = month_start(max(first_day, end_day - dt.timedelta(days=1)))
+    while month <= next_month(last):
+        yield month
+        month = next_month(month)
+
+
+def partition_name(table: str, month: dt.date) -> str:
+    """`completions_usage_hourly_2025_10`: the partition of `table` holding that UTC month."""
+    return f"{table}_{month:%Y_%m}"
+
+
+def default_partition_name(table: str) -> str:
+    return f"{table}_default"
+
+
+_PARTITION_NAME = re.compile(r"_usage_hourly_(default|\d{4}_\d{2})$")
+
+
+def is_partition_name(name: str) -> bool:
+    """Whether a table name is one of the partitions this module makes."""
+    return _PARTITION_NAME.search(name) is not None
+
+
+def _existing(conn: Connection, table: Table) -> set[str]:
+    return set(
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:parent AS regclass)"
+            ),
+            {"parent": table.fullname},
+        ).scalars()
+    )
+
+
+def _create_month(conn: Connection, table: Table, month: dt.date) -> None:
+    schema, name = table.schema, table.name
+    partition = f'"{schema}"."{partition_name(name, month)}"'
+    start = dt.datetime.combine(month, dt.time(), dt.UTC)
+    end = dt.datetime.combine(next_month(month), dt.time(), dt.UTC)
+    bounds = {"start": start, "end": end}
+    conn.execute(
+        text(f"CREATE TABLE {partition} (LIKE {table.fullname} INCLUDING DEFAULTS INCLUDING "
+             "CONSTRAINTS INCLUDING COMMENTS)")
+    )  # fmt: skip
+    default = f'"{schema}"."{default_partition_name(name)}"'
+    if default_partition_name(name) in _existing(conn, table):
+        conn.execute(
+            text(
+                f"WITH moved AS (DELETE FROM {default} WHERE bucket_start >= :start "
+                f"AND bucket_start < :end RETURNING *) INSERT INTO {partition} SELECT * FROM moved"
+            ),
+            bounds,
+        )
+    literal = {k: v.isoformat() for k, v in bounds.items()}  # DDL takes no bind parameters
+    conn.execute(
+        text(
+            f"ALTER TABLE {table.fullname} ATTACH PARTITION {partition} "
+            f"FOR VALUES FROM ('{literal['start']}') TO ('{literal['end']}')"
+        )
+    )
+
+
+def ensure_month_partitions(
+    engine: Engine, table: Table, first_day: dt.date, end_day: dt.date
+) -> list[str]:
+    """Create the missing month partitions of [first_day, end_day) and the month after it, in
+    one short transaction of their own; returns the partitions created (usually none)."""
+    wanted = {partition_name(table.name, m): m for m in months_of(first_day, end_day)}
+    with engine.connect() as conn:
+        missing = sorted(set(wanted) - _existing(conn, table))
+    if not missing:
+        return []
+    created = []
+    with engine.begin() as conn:
+        lock_partition(conn, table, CREATING)
+        for name in sorted(set(wanted) - _existing(conn, table)):  # again, under the lock
+            _create_month(conn, table, wanted[name])
+            created.append(name)
+    return created
+
+
+def month_partitions(table: Table, first_day: dt.date, end_day: dt.date) -> list[str]:
+    """The full names of the month partitions holding the days of [first_day, end_day)."""
+    months = [m for m in months_of(first_day, end_day) if m < end_day]
+    return [f'"{table.schema}"."{partition_name(table.name, m)}"' for m in months]
+
+
+def refresh_statistics(engine: Engine, table: Table, first_day: dt.date, end_day: dt.date) -> None:
+    """After a bulk load, as PostgreSQL's docs advise: VACUUM (ANALYZE) the partitions written,
+    so the cost SQL that follows does not set every new row's hint bits (and write the pages
+    back) on its first read, then ANALYZE the parent alone, whose statistics the planner uses
+    for queries over several months (autovacuum never analyzes a partitioned table). SKIP_LOCKED
+    leaves a partition to a running autovacuum. Before PostgreSQL 17 (no ANALYZE ONLY) the
+    parent's ANALYZE also samples every partition again."""
+    partitions = month_partitions(table, first_day, end_day)
+    if not partitions:
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"VACUUM (ANALYZE, SKIP_LOCKED) {', '.join(partitions)}"))
+        only = "ONLY " if (conn.dialect.server_version_info or (0,)) >= (17,) else ""
+        conn.execute(text(f"ANALYZE (SKIP_LOCKED) {only}{table.fullname}"))
