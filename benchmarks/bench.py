@@ -129,7 +129,7 @@ def orm_loop(url: str, rows: list[tuple[Any, ...]]) -> float:
         objects = []
         for row in rows:
             values = dict(zip(USAGE_COPY_COLUMNS, row, strict=True))
-            values["result"] = json.loads(values["result"])
+            values["result"] = json.loads(values["result"]) if values["result"] else None
             objects.append(CompletionsUsageHourly(**values))
         session.add_all(objects)
         session.commit()

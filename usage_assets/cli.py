@@ -145,6 +145,12 @@ def simulator_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-results-per-page", type=int, default=10_000)
     parser.add_argument(
+        "--page-cache-mib",
+        type=int,
+        default=0,
+        help="serve a repeated request from memory, keeping up to this many MiB (benchmarks)",
+    )
+    parser.add_argument(
         "--required-key", default=None, help="answer 401 unless this bearer key is sent"
     )
     parser.add_argument(
@@ -178,6 +184,7 @@ def simulator_main(argv: list[str] | None = None) -> int:
         port=args.port,
         required_key=args.required_key,
         max_results_per_page=args.max_results_per_page,
+        page_cache_mib=args.page_cache_mib,
     )
     for fault in iter_faults(args.faults):
         simulator.faults.add(**fault.__dict__)

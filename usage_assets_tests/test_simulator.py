@@ -929,3 +929,24 @@ def test_usage_bucket_parse_accepts_simulator_buckets(sim: SimulatedAdminAPI) ->
     buckets = [UsageBucket.parse(raw, query) for raw in page["data"]]
     assert [b.start_time for b in buckets] == [DAY, DAY + HOUR]
     assert all(b.results for b in buckets)
+
+
+def test_the_page_cache_serves_a_repeated_request_from_memory_but_never_a_fault() -> None:
+    url_path = "/organization/usage/completions"
+    params = {"start_time": "1764547200", "bucket_width": "1h", "limit": "3"}
+    with SimulatedAdminAPI(page_cache_mib=16) as sim:
+        first = requests.get(sim.base_url + url_path, params=params, timeout=30)
+        built = sim.usage
+        sim.usage = lambda *a, **k: pytest.fail("a cached page was built again")  # type: ignore[method-assign]
+        again = requests.get(sim.base_url + url_path, params=params, timeout=30)
+        assert (first.status_code, again.status_code) == (200, 200)
+        assert again.content == first.content and first.json()["data"]
+        sim.usage = built  # type: ignore[method-assign]
+        sim.faults.add("status", status=503)
+        failed = requests.get(sim.base_url + url_path, params=params, timeout=30)
+        assert failed.status_code == 503
+        other = requests.get(sim.base_url + url_path, params={**params, "limit": "2"}, timeout=30)
+        assert len(other.json()["data"]) == 2
+    with SimulatedAdminAPI() as sim:  # off by default: every answer is built
+        requests.get(sim.base_url + url_path, params=params, timeout=30)
+        assert not sim._page_cache

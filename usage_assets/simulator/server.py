@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -128,6 +129,12 @@ class SimulatedAdminAPI:
     faults: FaultPlan = field(default_factory=FaultPlan)
     #: (path, query) of every request served, in order.
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
+    #: Keep the encoded answers of up to this many MiB of requests and serve a repeated request
+    #: (same path and query) from memory: a benchmark measures the client, not how fast the
+    #: simulator builds a page. 0 (the default) builds every answer.
+    page_cache_mib: int = 0
+    _page_cache: OrderedDict[str, bytes] = field(default_factory=OrderedDict, init=False)
+    _page_cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
@@ -162,6 +169,22 @@ class SimulatedAdminAPI:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def cached_page(self, request: str) -> bytes | None:
+        with self._page_cache_lock:
+            body = self._page_cache.get(request)
+            if body is not None:
+                self._page_cache.move_to_end(request)
+            return body
+
+    def keep_page(self, request: str, body: bytes) -> None:
+        limit = self.page_cache_mib * 2**20
+        if len(body) > limit:
+            return
+        with self._page_cache_lock:
+            self._page_cache[request] = body
+            while sum(len(b) for b in self._page_cache.values()) > limit:
+                self._page_cache.popitem(last=False)
 
     def usage_requests(self) -> int:
         """Requests served for the completions usage endpoint."""
@@ -265,9 +288,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._check_auth()
+            cached = self.api.cached_page(self.path) if fault is None else None
+            if cached is not None:
+                self._send(200, cached)
+                return
             payload = self._route(path, query)
         except ApiError as err:
             self._send_json(err.status, err.body())
+            return
+        if fault is None and self.api.page_cache_mib:
+            body = json.dumps(payload).encode()
+            self.api.keep_page(self.path, body)
+            self._send(200, body)
             return
         if fault is not None:
             payload = _apply_payload_fault(fault, payload, query)
