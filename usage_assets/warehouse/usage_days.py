@@ -72,8 +72,7 @@ def replace_day(
         table.c.bucket_start >= start,
         table.c.bucket_start < start + dt.timedelta(days=1),
     )
-    totals = _Totals(endpoint)
-    groups = _GroupsSeen(endpoint)
+    watched = _RowsWritten(endpoint)
     what = f"{endpoint.name} usage day {day} ({table.fullname})"
     partition = f"{organization}/{day.isoformat()}"
     ensure_month_partitions(engine, table, day, day + dt.timedelta(days=1))
@@ -84,10 +83,10 @@ def replace_day(
             "refusing the day rather than guessing which to keep."
         )
         written = replace_partition(
-            conn, table, in_day, endpoint.copy_columns, groups.watch(totals.count(rows)), duplicate
+            conn, table, in_day, endpoint.copy_columns, watched.watch(rows), duplicate
         )
-        _refuse_duplicate_groups(conn, table, endpoint, organization, groups.suspects, duplicate)
-        new = DayTotals.of(endpoint, written, totals.sums())
+        _refuse_duplicate_groups(conn, table, endpoint, organization, watched.suspects, duplicate)
+        new = DayTotals.of(endpoint, written, watched.sums())
         values: dict[str, Any] = {
             "organization": organization,
             "endpoint": endpoint.name,
@@ -116,36 +115,20 @@ def replace_day(
     return written
 
 
-class _Totals:
-    """The sums of an endpoint's summed metrics over the rows streaming past."""
+class _RowsWritten:
+    """Watches the rows streaming into the COPY, in one pass: the sums of the endpoint's summed
+    metrics, and a group listed twice in one hour, found with a set of the groups' hashes for
+    the current bucket only (a bucket split across pages comes as consecutive parts, see
+    `in_time_order`): a few bytes a group, where a unique index over the dimensions cost 40% of
+    the table's bytes. NULL dimensions compare equal, as they must. A repeated hash is only a
+    suspect (two groups may share a hash): `_refuse_duplicate_groups` decides in SQL once the
+    rows are in."""
 
     def __init__(self, endpoint: UsageEndpoint) -> None:
         columns = endpoint.copy_columns
         self._names = endpoint.summed_metrics
         self._at = [columns.index(name) for name in self._names]
         self._sums = [0] * len(self._at)
-
-    def count(self, rows: Iterable[UsageRow]) -> Iterator[UsageRow]:
-        at, sums = self._at, self._sums
-        for row in rows:
-            for slot, column in enumerate(at):
-                sums[slot] += row[column] or 0
-            yield row
-
-    def sums(self) -> dict[str, int]:
-        return dict(zip(self._names, self._sums, strict=True))
-
-
-class _GroupsSeen:
-    """Watches the rows streaming past for a group listed twice in one hour, in a set of the
-    groups' hashes for the current bucket only (a bucket split across pages comes as
-    consecutive parts, see `in_time_order`): a few bytes a group, where a unique index over the
-    dimensions cost 40% of the table's bytes. NULL dimensions compare equal, as they must. A
-    repeated hash is only a suspect (two groups may share a hash): `_refuse_duplicate_groups`
-    decides in SQL once the rows are in."""
-
-    def __init__(self, endpoint: UsageEndpoint) -> None:
-        columns = endpoint.copy_columns
         self._first = columns.index(endpoint.dimension_names[0])
         self._end = self._first + len(endpoint.dimension_names)
         self._start_at = columns.index("bucket_start")
@@ -153,21 +136,26 @@ class _GroupsSeen:
         self.suspects: list[dt.datetime] = []
 
     def watch(self, rows: Iterable[UsageRow]) -> Iterator[UsageRow]:
+        at, sums = self._at, self._sums
         first, end, start_at = self._first, self._end, self._start_at
         seen: set[int] = set()
         current: dt.datetime | None = None
         for row in rows:
-            start = row[start_at]
-            if start != current:
+            for slot, column in enumerate(at):
+                sums[slot] += row[column] or 0
+            if row[start_at] != current:
                 seen.clear()
-                current = start
+                current = row[start_at]
             group = hash(row[first:end])
             if group in seen:
-                if not self.suspects or self.suspects[-1] != start:
-                    self.suspects.append(start)
+                if not self.suspects or self.suspects[-1] != current:
+                    self.suspects.append(row[start_at])
             else:
                 seen.add(group)
             yield row
+
+    def sums(self) -> dict[str, int]:
+        return dict(zip(self._names, self._sums, strict=True))
 
 
 def _refuse_duplicate_groups(
