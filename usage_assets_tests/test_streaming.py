@@ -86,9 +86,11 @@ def test_a_day_is_ingested_in_memory_of_a_few_pages(engine: Engine, busy_simulat
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM openai_usage.completions_usage_hourly"))
         assert stored.scalar() == results
-    # The page's text and its parsed objects (about twice the text), plus small change; holding
-    # the day would take more than the day's JSON.
-    assert peak < 5 * largest, f"peak {peak:,} bytes for pages of at most {largest:,}"
+    # The page's body (one buffer, reused from page to page), a view of each of its results and
+    # one decoded result at a time, plus the COPY's buffers and small change: measured 2.8x
+    # (4.4x when the page's text and its whole object tree were held at once). Holding the day
+    # would take more than the day's JSON.
+    assert peak < 3.5 * largest, f"peak {peak:,} bytes for pages of at most {largest:,}"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ are checked against the same description by `admin_api.rows`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -21,6 +21,7 @@ from usage_assets.admin_api.endpoints import (
 )
 from usage_assets.admin_api.params import encode_query_params
 from usage_assets.admin_api.transport import AdminAPIClient, bucket_envelope
+from usage_assets.admin_api.usage_pages import UsageResults, decode_usage_page
 from usage_assets.errors import PayloadError, QueryValidationError
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "CompletionsUsageQuery",
     "UsageBucket",
     "UsageQuery",
+    "UsageResults",
     "in_time_order",
     "iter_usage",
     "iter_usage_buckets",
@@ -173,11 +175,12 @@ def CompletionsUsageQuery(
 
 @dataclass
 class UsageBucket:
-    """One time bucket; `results` are the raw result objects, kept whole."""
+    """One time bucket; `results` are the raw result objects, kept whole: a list, or (from
+    the API) `UsageResults`, each decoded from its JSON as it is read."""
 
     start_time: int
     end_time: int
-    results: list[Any]
+    results: Sequence[Any]
 
     @classmethod
     def parse(cls, raw: Any, query: UsageQuery) -> UsageBucket:
@@ -194,10 +197,13 @@ class UsageBucket:
                 f"Usage bucket {start}..{end} lies outside the requested window "
                 f"{query.start_time}..{query.end_time}"
             )
-        return cls(start_time=start, end_time=end, results=results)
+        named = "" if query.endpoint is COMPLETIONS else f"{query.endpoint.name} "
+        when = dt.datetime.fromtimestamp(start, dt.UTC).isoformat()
+        return cls(start, end, UsageResults(results, f"{named}usage bucket {when}"))
 
-    def take_results(self) -> list[Any]:
-        """Hand the results over, keeping none, so they are freed once the taker is done."""
+    def take_results(self) -> Sequence[Any]:
+        """Hand the results over, keeping none, so they are freed once the taker is done
+        (iterating `UsageResults` decodes one result at a time)."""
         results, self.results = self.results, []
         return results
 
@@ -224,7 +230,8 @@ def iter_usage_buckets(client: AdminAPIClient, query: UsageQuery) -> Iterator[Us
     out as consecutive parts with the same start. Only the current page is held. Consumers
     check the order with `in_time_order` (`iter_usage` and
     `normalize.split_by_day` do)."""
-    for page in client.iter_pages(query.endpoint.path, query.to_params()):
+    pages = client.iter_pages(query.endpoint.path, query.to_params(), fast_decode=decode_usage_page)
+    for page in pages:
         data = page["data"]
         del page
         data.reverse()
@@ -237,7 +244,7 @@ def iter_usage(client: AdminAPIClient, query: UsageQuery) -> Iterator[UsageBucke
     pending: UsageBucket | None = None
     for bucket in in_time_order(iter_usage_buckets(client, query)):
         if pending is not None and bucket.start_time == pending.start_time:
-            pending.results.extend(bucket.results)
+            pending.results = UsageResults.joined(pending.results, bucket.results)
             continue
         if pending is not None:
             yield pending

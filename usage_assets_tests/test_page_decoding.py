@@ -1,0 +1,430 @@
+"""Usage pages on the fast path: the body read into one buffer (reused once a page is done),
+the envelope decoded by msgspec with each result kept as a view of its JSON and decoded when it
+is read; what the fast path cannot vouch for goes to the json module, whose verdicts stand.
+
+Pages are served by `responses` or, for what only a real socket shows (no Content-Length,
+chunked, gzip, a body cut short), by a small HTTP server in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import math
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import msgspec
+import pytest
+import requests
+import responses
+from requests.structures import CaseInsensitiveDict
+
+from usage_assets.admin_api import transport
+from usage_assets.admin_api.rows import DaySummary, split_by_day
+from usage_assets.admin_api.transport import AdminAPIClient, read_body
+from usage_assets.admin_api.usage import UsageBucket, iter_usage, iter_usage_buckets
+from usage_assets.admin_api.usage_pages import UsageResults, decode_usage_page
+from usage_assets.errors import PayloadError
+from usage_assets.warehouse.models import USAGE_COPY_COLUMNS
+from usage_assets_tests.test_admin_api import (
+    BASE_URL,
+    DAY,
+    START,
+    USAGE_URL,
+    bucket,
+    fast_retry,
+    page,
+    query,
+    result,
+)
+
+from .conftest import free_port
+
+HOUR = 3600
+START_ISO = "2024-11-01T00:00:00+00:00"  # test_admin_api.START
+
+
+def body_of(payload: Any) -> bytearray:
+    return bytearray(json.dumps(payload).encode())
+
+
+def hourly(start: int, results: list[Any]) -> dict[str, Any]:
+    return bucket(start, results, width=HOUR)
+
+
+def hour_query() -> Any:
+    return query(bucket_width="1h", end_time=START + DAY)
+
+
+@pytest.fixture
+def http() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def client() -> Iterator[AdminAPIClient]:
+    c = AdminAPIClient(BASE_URL, "sk-admin-test", retry=fast_retry())
+    yield c
+    c.close()
+
+
+# ---------------------------------------------------------------- the decoder
+
+
+def test_results_stay_views_into_the_body_until_decoded() -> None:
+    results = [result("a"), result("b", future={"nested": [1, 2]})]
+    body = body_of(page([bucket(START, results)]))
+
+    decoded = decode_usage_page(body)
+
+    assert decoded is not None
+    raw = decoded["data"][0]["results"]
+    assert [type(r) for r in raw] == [msgspec.Raw, msgspec.Raw]
+    with pytest.raises(BufferError):  # the views pin the body: nothing was copied out of it
+        body.append(0)
+    assert [json.loads(bytes(r)) for r in raw] == results
+    del decoded, raw
+    body.append(0)  # the last view gone, the buffer is free again
+
+
+def test_unknown_envelope_fields_are_ignored_and_every_result_field_is_kept() -> None:
+    results = [result("a", input_cache_write_7d_tokens=3, labels={"team": ["x", None]})]
+    payload = page([{**bucket(START, results), "granularity": "day"}])
+    payload["usage_tier"] = {"new": True}
+
+    decoded = decode_usage_page(body_of(payload))
+
+    assert decoded is not None
+    parsed = UsageBucket.parse(decoded["data"][0], query())
+    assert list(parsed.results) == results
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # What json refuses: retried as a body that is not JSON.
+        b'{"object": "page", "data": [',
+        b"<html>502 Bad Gateway</html>",
+        json.dumps(page([bucket(START, [result("caf\u00e9")])])).encode().replace(b"caf", b"\xff"),
+        # What json reads and msgspec does not: decoded by json, as before.
+        json.dumps(page([bucket(START, [result("a", score=math.nan)])])).encode(),
+        json.dumps(page([bucket(START, [result("a", note="x\ud800y")])])).encode(),
+        # Drifted envelopes: json's checks name the page, bucket and field.
+        json.dumps({"object": "page", "data": {}, "has_more": False}).encode(),
+        json.dumps({"object": "page", "data": [], "has_more": "false"}).encode(),
+        json.dumps({"object": "page", "data": []}).encode(),
+        json.dumps({"object": 7, "data": [], "has_more": False}).encode(),
+        json.dumps(page([bucket(START), "bucket"])).encode(),
+        json.dumps(page([{**bucket(START), "start_time": str(START)}])).encode(),
+        json.dumps(page([{**bucket(START), "start_time": True}])).encode(),
+        json.dumps(page([{**bucket(START), "end_time": float(START + DAY)}])).encode(),
+        json.dumps(page([{**bucket(START), "results": {}}])).encode(),
+        json.dumps(page([{k: v for k, v in bucket(START).items() if k != "results"}])).encode(),
+        json.dumps([bucket(START)]).encode(),
+    ],
+)
+def test_what_the_fast_path_cannot_vouch_for_is_left_to_json(body: bytes) -> None:
+    assert decode_usage_page(bytearray(body)) is None
+
+
+# ---------------------------------------------------------------- results, decoded as read
+
+
+def rows_of(client: AdminAPIClient) -> list[tuple[Any, ...]]:
+    return [
+        row for _, rows in split_by_day(iter_usage_buckets(client, hour_query())) for row in rows
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (5, "result #2 is a int, expected an object"),
+        ("text", "result #2 is a str, expected an object"),
+        ([1, 2], "result #2 is a list, expected an object"),
+        (None, "result #2 is a NoneType, expected an object"),
+        (result("c", input_tokens="12"), "result #2: input_tokens='12' is not an integer"),
+    ],
+)
+def test_a_bad_result_among_views_is_refused_naming_its_bucket_and_index(
+    client: AdminAPIClient, http: responses.RequestsMock, bad: Any, message: str
+) -> None:
+    http.get(USAGE_URL, json=page([hourly(START, [result("a"), result("b"), bad])]))
+
+    with pytest.raises(PayloadError) as excinfo:
+        rows_of(client)
+
+    assert f"usage bucket {START_ISO} {message}" in str(excinfo.value)
+    assert client.request_count == 1  # a drifted result is not retried
+
+
+def test_a_result_msgspec_refuses_is_decoded_as_json_decoded_it(
+    client: AdminAPIClient, http: responses.RequestsMock
+) -> None:
+    text = json.dumps(page([hourly(START, [result("a", spread=1.5)])])).replace("1.5", "1e400")
+    assert decode_usage_page(bytearray(text.encode())) is not None  # the envelope passes
+    http.get(USAGE_URL, body=text)
+
+    [row] = rows_of(client)
+
+    assert json.loads(row[-1])["spread"] == "Infinity"  # json.loads made it inf, as before
+
+
+def test_a_result_no_decoder_can_read_is_a_payload_error_naming_it(
+    client: AdminAPIClient, http: responses.RequestsMock
+) -> None:
+    text = json.dumps(page([hourly(START, [result("a"), result("b", huge=1)])]))
+    http.get(USAGE_URL, body=text.replace('"huge": 1', '"huge": 1' + "0" * 5000))
+
+    expected = re.escape(f"usage bucket {START_ISO} result #1 cannot be decoded")
+    with pytest.raises(PayloadError, match=expected):
+        rows_of(client)
+
+
+def test_usage_results_read_like_the_list_they_replace() -> None:
+    results = [result("a"), result("b"), result("c")]
+    views = decode_usage_page(body_of(page([bucket(START, results)])))
+    assert views is not None
+    lazy = UsageResults(views["data"][0]["results"], "usage bucket x")
+
+    assert len(lazy) == 3 and bool(lazy) and not UsageResults()
+    assert lazy == results and results == lazy and lazy != results[:2]
+    assert (lazy[0], lazy[-1]) == (results[0], results[-1])
+    assert lazy[1:] == results[1:]
+    with pytest.raises(IndexError):
+        lazy[3]
+    lazy[0]["model"] = "changed"  # each read decodes afresh, as the views are the data
+    assert lazy[0]["model"] == "a"
+    assert UsageResults.joined(lazy, [result("d")]) == [*results, result("d")]
+    assert "'model': 'b'" in repr(lazy)
+
+
+def test_take_results_hands_over_the_views_and_keeps_none(
+    client: AdminAPIClient, http: responses.RequestsMock
+) -> None:
+    http.get(USAGE_URL, json=page([hourly(START, [result("a"), result("b")])]))
+    [parsed] = iter_usage_buckets(client, hour_query())
+
+    taken = parsed.take_results()
+
+    assert parsed.results == []
+    assert [r["model"] for r in taken] == ["a", "b"]
+
+
+# ---------------------------------------------------------------- the body, in one buffer
+
+
+def fake_response(body: bytes, headers: dict[str, str]) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response.raw = io.BytesIO(body)
+    response.headers = CaseInsensitiveDict(headers)
+    return response
+
+
+BODY = bytes(range(256)) * 1200  # 300 KiB: several of read_body's 64 KiB chunks
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Length": str(len(BODY))},
+        {},
+        {"Content-Length": str(len(BODY) + 1000)},  # said more: the buffer is cut to what came
+        {"Content-Length": str(len(BODY) - 1000)},  # said less: the buffer grows
+        {"Content-Length": "many"},
+        {"Content-Length": str(2**50)},  # not believed: a PiB is never allocated
+        {"Content-Length": "10", "Content-Encoding": "gzip"},  # the size of what was sent
+    ],
+)
+def test_read_body_returns_the_whole_body_whatever_the_headers_say(
+    headers: dict[str, str],
+) -> None:
+    body = read_body(fake_response(BODY, headers))
+
+    assert isinstance(body, bytearray)
+    assert body == BODY
+
+
+@pytest.mark.parametrize("spare_size", [10, len(BODY), 3 * len(BODY)])
+def test_read_body_fills_a_spare_buffer_of_any_size(spare_size: int) -> None:
+    spare = bytearray(b"\xee" * spare_size)
+
+    body = read_body(fake_response(BODY, {"Content-Length": str(len(BODY))}), spare)
+
+    assert body is spare
+    assert body == BODY
+
+
+class _PageServer(BaseHTTPRequestHandler):
+    """Serves `payload` the way `mode` says; "cut" modes send half the body, then hang up, once."""
+
+    protocol_version = "HTTP/1.1"
+    payload: ClassVar[bytes] = b""
+    modes: ClassVar[list[str]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        mode = self.modes.pop(0) if len(self.modes) > 1 else self.modes[0]
+        body = self.payload
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if mode == "gzip":
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+        if mode in ("length", "gzip", "cut-length"):
+            self.send_header("Content-Length", str(len(body)))
+        if mode in ("chunked", "cut-chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+        if mode == "until-close":
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if mode in ("chunked", "cut-chunked"):
+            parts = [body[at : at + 50_000] for at in range(0, len(body), 50_000)]
+            for part in parts[: len(parts) // 2] if mode == "cut-chunked" else parts:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            if mode == "chunked":
+                self.wfile.write(b"0\r\n\r\n")
+        elif mode.startswith("cut"):
+            self.wfile.write(body[: len(body) // 2])
+        else:
+            self.wfile.write(body)
+        if mode.startswith("cut") or mode == "until-close":
+            self.close_connection = True
+
+
+@pytest.fixture
+def page_server() -> Iterator[tuple[str, type[_PageServer]]]:
+    handler = type("Handler", (_PageServer,), {"modes": ["length"]})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+MANY = [result(f"model-{i}", input_tokens=i, note="x" * (i % 50)) for i in range(3000)]
+
+
+@pytest.mark.parametrize(
+    "modes",
+    [
+        ["length"],
+        ["until-close"],  # no Content-Length: read until the server closes
+        ["chunked"],
+        ["gzip"],  # Content-Length is the compressed size
+        ["cut-length", "length"],  # a body cut short is retried
+        ["cut-chunked", "cut-length", "chunked"],
+    ],
+)
+def test_a_page_arrives_whole_however_it_is_sent(
+    page_server: tuple[str, type[_PageServer]], modes: list[str]
+) -> None:
+    base_url, handler = page_server
+    handler.payload = json.dumps(page([hourly(START, MANY)])).encode()
+    handler.modes = list(modes)
+    client = AdminAPIClient(base_url, None, retry=fast_retry())
+
+    [got] = iter_usage(client, hour_query())
+
+    assert got.results == MANY
+    assert client.request_count == len(modes)
+
+
+def test_a_200_that_is_not_utf8_is_retried_like_any_body_that_is_not_json(
+    client: AdminAPIClient, http: responses.RequestsMock
+) -> None:
+    good = json.dumps(page([hourly(START, [result("caf\u00e9")])])).encode()
+    http.get(USAGE_URL, body=good.replace(b"caf", b"\xfe\xff"))
+    http.get(USAGE_URL, body=good)
+
+    [got] = iter_usage(client, hour_query())
+
+    assert [r["model"] for r in got.results] == ["caf\u00e9"]
+    assert client.request_count == 2
+
+
+# ---------------------------------------------------------------- one buffer, reused
+
+
+def serve_pages(http: responses.RequestsMock, count: int) -> list[list[dict[str, Any]]]:
+    """`count` pages of one hourly bucket each, of nearly the same size; their results."""
+    served = []
+    for number in range(count):
+        results = [result(f"p{number}-{i}", input_tokens=number * 100 + i) for i in range(200)]
+        last = number == count - 1
+        http.get(
+            USAGE_URL,
+            json=page([hourly(START + number * HOUR, results)], not last, f"cursor-{number}"),
+        )
+        served.append(results)
+    return served
+
+
+@pytest.fixture
+def buffers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int | None, int]]:
+    """(id of the spare buffer given, id of the buffer returned) of every body read."""
+    calls: list[tuple[int | None, int]] = []
+    real = transport.read_body
+
+    def spy(response: requests.Response, into: bytearray | None = None) -> bytearray:
+        body = real(response, into)
+        calls.append((None if into is None else id(into), id(body)))
+        return body
+
+    monkeypatch.setattr(transport, "read_body", spy)
+    return calls
+
+
+def test_a_consumed_pages_buffer_is_reused_for_the_next(
+    client: AdminAPIClient,
+    http: responses.RequestsMock,
+    buffers: list[tuple[int | None, int]],
+) -> None:
+    served = serve_pages(http, 3)
+
+    consumed = [list(b.take_results()) for b in iter_usage_buckets(client, hour_query())]
+
+    assert consumed == served
+    first = buffers[0][1]
+    assert buffers == [(None, first), (first, first), (first, first)]
+
+
+def test_a_page_still_in_use_is_never_overwritten(
+    client: AdminAPIClient,
+    http: responses.RequestsMock,
+    buffers: list[tuple[int | None, int]],
+) -> None:
+    served = serve_pages(http, 3)
+
+    held = list(iter_usage_buckets(client, hour_query()))  # every page's views kept alive
+
+    assert [b.results for b in held] == served
+    assert [into for into, _ in buffers] == [None, None, None]
+    assert len({body for _, body in buffers}) == 3
+
+
+def test_rows_of_a_reused_buffer_are_the_rows_of_their_own_page(
+    client: AdminAPIClient, http: responses.RequestsMock
+) -> None:
+    served = serve_pages(http, 4)
+    summary = DaySummary(dt.date(2024, 11, 1))  # test_admin_api.START's day
+
+    rows = list(summary.rows(iter_usage_buckets(client, hour_query())))
+
+    model = USAGE_COPY_COLUMNS.index("model")
+    assert [row[model] for row in rows] == [r["model"] for results in served for r in results]
+    assert (summary.row_count, summary.bucket_count) == (800, 4)
