@@ -52,6 +52,14 @@ _TOKENS_BY_KIND = """(VALUES
     ('output', a.output_text_tokens + a.output_audio_tokens + a.output_image_tokens)
 )"""
 
+
+def _same(column: str, left: str, right: str) -> str:
+    """`left.column IS NOT DISTINCT FROM right.column` for a text column, written as an equality
+    the planner can hash (IS NOT DISTINCT FROM only joins by nested loops or merge joins that
+    rescan: quadratic in the day's rows). No id or name is the empty string."""
+    return f"coalesce({left}.{column}, '') = coalesce({right}.{column}, '')"
+
+
 #: Completions usage per day, project, key, user, model and token kind, with the estimated
 #: cost of each kind at the price its day's cost row used.
 _COMPLETIONS_BASIS = f"""
@@ -67,9 +75,10 @@ FROM (
 ) a
 LEFT JOIN {S}.project_daily_costs c
        ON c.organization = a.organization AND c.usage_date = a.usage_date
-      AND c.project_id IS NOT DISTINCT FROM a.project_id AND c.model IS NOT DISTINCT FROM a.model
-      AND c.batch IS NOT DISTINCT FROM a.batch
-      AND c.service_tier IS NOT DISTINCT FROM a.service_tier
+      AND c.usage_date >= :first AND c.usage_date < :end
+      AND {_same("project_id", "c", "a")} AND {_same("model", "c", "a")}
+      AND coalesce(c.batch::int, -1) = coalesce(a.batch::int, -1)
+      AND {_same("service_tier", "c", "a")}
 LEFT JOIN {S}.model_prices mp ON mp.price_id = c.price_id
 CROSS JOIN LATERAL {S}.estimate_cost_by_kind(mp, {_ARGS}) k
 JOIN LATERAL {_TOKENS_BY_KIND} q(line_item_kind, tokens) ON q.line_item_kind = k.line_item_kind
@@ -89,12 +98,42 @@ SELECT s.organization, s.usage_date, s.project_id, s.api_key_id, s.user_id, s.mo
 FROM ({unit_usage_sql(kind, by_key=True)}) s
 LEFT JOIN {S}.usage_daily_costs u
        ON u.organization = s.organization AND u.usage_date = s.usage_date
-      AND u.project_id IS NOT DISTINCT FROM s.project_id AND u.usage_kind = '{name}'
-      AND u.model IS NOT DISTINCT FROM s.model AND u.detail = s.detail
+      AND u.usage_date >= :first AND u.usage_date < :end
+      AND {_same("project_id", "u", "s")} AND u.usage_kind = '{name}'
+      AND {_same("model", "u", "s")} AND u.detail = s.detail
 """
 
 
 BASIS_SQL = "\nUNION ALL\n".join([_COMPLETIONS_BASIS, *(_unit_basis(n) for n in UNIT_KINDS)])
+
+
+def _matches(by_key: bool, by_user: bool, bills: str, narrower: str, where: str) -> str:
+    """The usage rows of the `bills` of one grouping (by key, by user, both or neither), joined
+    on `narrower` too (the same model, the same token kind), kept when `where`."""
+    keys = (" AND r.key_key = b.key_key" if by_key else "") + (
+        " AND r.user_key = b.user_key" if by_user else ""
+    )
+    return f"""    SELECT b.gid, r.*
+    FROM {bills} b
+    JOIN basis r
+      ON r.organization = b.organization AND r.usage_date = b.usage_date
+     AND r.project_key = b.project_key AND r.usage_kind = b.family{keys}{narrower}
+    WHERE {"" if by_key else "NOT "}b.by_key AND {"" if by_user else "NOT "}b.by_user{where}"""
+
+
+def _every_grouping(bills: str, narrower: str = "", where: str = "") -> str:
+    """`_matches` for the four groupings, one equi-join each so that every one hashes."""
+    return "\n    UNION ALL\n".join(
+        _matches(by_key, by_user, bills, narrower, where)
+        for by_key in (True, False)
+        for by_user in (True, False)
+    )
+
+
+SAME_MODEL = " AND r.base_model = b.base_model"
+SAME_KIND = " AND r.line_item_kind = b.line_item_kind"
+POSITIVE = " AND r.estimated_usd > 0"
+
 
 ALLOCATE_SQL = f"""
 INSERT INTO {S}.{TABLE} (
@@ -102,49 +141,74 @@ INSERT INTO {S}.{TABLE} (
     allocated_usd, currency, estimated_usd, quantity, quantity_unit, allocation_basis,
     unallocated_reason)
 WITH basis AS MATERIALIZED (
-    SELECT x.*, coalesce(x.project_id, '') AS project_key FROM ({BASIS_SQL}) x
+    SELECT x.*, coalesce(x.project_id, '') AS project_key, coalesce(x.api_key_id, '') AS key_key,
+           coalesce(x.user_id, '') AS user_key, {S}.base_model(x.model) AS base_model
+    FROM ({BASIS_SQL}) x
 ),
-billed AS MATERIALIZED (
-    SELECT row_number() OVER () AS gid, coalesce(g.project_id, '') AS project_key, g.*
+-- The family of each line item and unit billed, once each (the function is the costly part of
+-- a bill's row; a large organization's day has tens of thousands of rows, a few dozen items).
+families_billed AS MATERIALIZED (
+    SELECT line_item_key, unit_key,
+           {S}.line_item_family(nullif(line_item_key, ''), nullif(unit_key, '')) AS family
     FROM (
-        SELECT organization, usage_date, project_id, line_item, api_key_id, user_id,
-               {S}.line_item_family(line_item, quantity_unit) AS family,
-               line_item_model, line_item_kind,
-               'api_key_id' = ANY(coalesce(group_by, '{{}}')) AS by_key,
-               'user_id' = ANY(coalesce(group_by, '{{}}')) AS by_user,
-               sum(amount_usd) AS billed_usd, sum(quantity) AS billed_quantity,
-               min(quantity_unit) AS quantity_unit, min(currency) AS currency
+        SELECT DISTINCT coalesce(line_item, '') AS line_item_key,
+               coalesce(quantity_unit, '') AS unit_key
         FROM {S}.costs_daily
         WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+    ) d
+),
+billed AS MATERIALIZED (
+    SELECT row_number() OVER () AS gid, coalesce(g.project_id, '') AS project_key,
+           coalesce(g.api_key_id, '') AS key_key, coalesce(g.user_id, '') AS user_key,
+           {S}.base_model(g.line_item_model) AS base_model, g.*
+    FROM (
+        SELECT c.organization, c.usage_date, c.project_id, c.line_item, c.api_key_id, c.user_id,
+               f.family, c.line_item_model, c.line_item_kind,
+               'api_key_id' = ANY(coalesce(c.group_by, '{{}}')) AS by_key,
+               'user_id' = ANY(coalesce(c.group_by, '{{}}')) AS by_user,
+               sum(c.amount_usd) AS billed_usd, sum(c.quantity) AS billed_quantity,
+               min(c.quantity_unit) AS quantity_unit, min(c.currency) AS currency
+        FROM {S}.costs_daily c
+        JOIN families_billed f
+          ON f.line_item_key = coalesce(c.line_item, '')
+         AND f.unit_key = coalesce(c.quantity_unit, '')
+        WHERE c.organization = :organization AND c.usage_date >= :first AND c.usage_date < :end
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
     ) g
 ),
--- Every usage row a billed amount may go to: its project, day and family (and its key and
--- user when the bill was grouped by them).
-matches AS (
-    SELECT b.gid, b.line_item_model AS billed_model, b.line_item_kind AS billed_kind, r.*
-    FROM billed b
-    JOIN basis r
-      ON r.organization = b.organization AND r.usage_date = b.usage_date
-     AND r.project_key = b.project_key AND r.usage_kind = b.family
-     AND (NOT b.by_key OR r.api_key_id IS NOT DISTINCT FROM b.api_key_id)
-     AND (NOT b.by_user OR r.user_id IS NOT DISTINCT FROM b.user_id)
+-- The usage rows a billed amount may go to: its project, day and family (and its key and
+-- user when the bill was grouped by them). The levels of the module docstring, each asked only
+-- for the bills the levels before it left without a candidate: a bill matches every row of
+-- its family, but nearly every bill has a row of its model and token kind (level 1), and
+-- pairing each bill with all of its family's rows first was quadratic in the day's bills.
+level_1 AS MATERIALIZED (
+{_every_grouping("billed", SAME_MODEL + SAME_KIND, POSITIVE)}
+),
+without_1 AS MATERIALIZED (
+    SELECT * FROM billed b WHERE NOT EXISTS (SELECT 1 FROM level_1 x WHERE x.gid = b.gid)
+),
+level_2 AS MATERIALIZED (
+{_every_grouping("without_1", SAME_MODEL, POSITIVE)}
+),
+without_2 AS MATERIALIZED (
+    SELECT * FROM without_1 b WHERE NOT EXISTS (SELECT 1 FROM level_2 x WHERE x.gid = b.gid)
+),
+-- Levels 3 and 4; also which billed amounts had usage of their key or user at all.
+matches AS MATERIALIZED (
+{_every_grouping("without_2")}
 ),
 candidates AS (
+    SELECT gid, api_key_id, user_id, model, usage_kind, 1 AS level, estimated_usd AS weight,
+           estimated_usd
+    FROM level_1
+    UNION ALL
+    SELECT gid, api_key_id, user_id, model, usage_kind, 2, estimated_usd, estimated_usd
+    FROM level_2
+    UNION ALL
     SELECT r.gid, r.api_key_id, r.user_id, r.model, r.usage_kind, v.level, v.weight,
            r.estimated_usd
     FROM matches r
-    CROSS JOIN LATERAL (
-        SELECT coalesce({S}.base_model(r.model) = {S}.base_model(r.billed_model), false)
-                   AS same_model,
-               coalesce(r.line_item_kind = r.billed_kind, false) AS same_kind
-    ) m
-    CROSS JOIN LATERAL (VALUES
-        (1, CASE WHEN m.same_model AND m.same_kind THEN r.estimated_usd END),
-        (2, CASE WHEN m.same_model THEN r.estimated_usd END),
-        (3, r.estimated_usd),
-        (4, r.quantity)
-    ) v(level, weight)
+    CROSS JOIN LATERAL (VALUES (3, r.estimated_usd), (4, r.quantity)) v(level, weight)
     WHERE v.weight > 0
 ),
 chosen AS (
@@ -243,6 +307,7 @@ def _allocate_days(conn: Connection, first: dt.date, end: dt.date, organization:
     # any ANALYZE): estimated at one row each, the planner would rerun whole subtrees per bill
     # in nested loops, quadratic in the day's bills. Hash joins are linear whatever the counts.
     conn.execute(text("SET LOCAL enable_nestloop = off"))
+    conn.execute(text("SET LOCAL enable_mergejoin = off"))
     conn.execute(
         text(
             f"DELETE FROM {S}.{TABLE} WHERE organization = :organization "
