@@ -485,3 +485,76 @@ def test_token_kinds_must_add_up_to_input_tokens(engine: Engine, database_url: s
     failed = run()
     assert not failed.passed
     assert failed.metadata["rows_whose_token_kinds_do_not_add_up"].value == 1
+
+
+def _rollup(engine: Engine) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT usage_date, project_id, api_key_id, user_id, model, batch, service_tier, "
+                "input_tokens, output_tokens, num_model_requests, input_text_cached_tokens, "
+                "input_cache_write_30m_tokens, input_cache_write_12h_tokens, "
+                "input_cache_write_tokens, breakdown_fallback "
+                "FROM openai_usage.completions_usage_daily"
+            )
+        ).all()
+    rollup = {tuple(row[:7]): tuple(row[7:]) for row in rows}
+    assert len(rollup) == len(rows), "a group listed twice"
+    return rollup
+
+
+def test_the_daily_completions_rollup_follows_the_hours(engine: Engine, tmp_path: Path) -> None:
+    """completions_usage_daily (what the estimate and the allocation read) holds each day's
+    hours summed per key group, only for the days priced; pricing again does not double it and
+    a day reloaded with less usage is followed."""
+    from usage_assets.pricing.attribution import PricingInputs, price_usage
+
+    from .test_pricing import result
+
+    overrides = tmp_path / "prices.yaml"
+    overrides.write_text(HAND_PRICES)
+    gpt = "gpt-4.1-2025-04-14"
+    first, second, third = (dt.date(2025, 11, 20) + dt.timedelta(days=i) for i in range(3))
+
+    def keyed(key: str | None, user: str | None, **metrics: int) -> dict[str, Any]:
+        return {**result(gpt, "proj_alpha", **metrics), "api_key_id": key, "user_id": user}
+
+    load_hours(engine, first, {
+        0: [keyed("key_a", "user_1", input_text_tokens=100, output_text_tokens=10,
+                  input_cache_write_12h_tokens=5)],
+        23: [keyed("key_a", "user_1", input_text_tokens=200, input_cached_text_tokens=50,
+                   output_text_tokens=20, input_cache_write_30m_tokens=7),
+             keyed("key_b", None, input_text_tokens=1_000, output_text_tokens=1)],
+    })  # fmt: skip
+    load_hours(engine, second, {5: [keyed("key_a", "user_1", input_text_tokens=3_000)]})
+    load_hours(engine, third, {5: [keyed("key_a", "user_1", input_text_tokens=9)]})
+    inputs = PricingInputs(override_file=overrides)
+    price_usage(engine, first, third, inputs)
+
+    group = ("proj_alpha", "key_a", "user_1", gpt, False, "default")
+    expected = {
+        # input_tokens counts every input kind: 100 + 5 written, 200 + 50 cached + 7 written;
+        # three requests an hour.
+        (first, *group): (362, 30, 6, 50, 7, 5, 12, False),
+        (first, "proj_alpha", "key_b", None, gpt, False, "default"): (1_000, 1, 3, 0, 0, 0, 0,
+                                                                      False),
+        (second, *group): (3_000, 0, 3, 0, 0, 0, 0, False),
+    }  # fmt: skip
+    assert _rollup(engine) == expected  # the third day is not priced: not rolled up
+    price_usage(engine, first, third, inputs)
+    assert _rollup(engine) == expected
+
+    load_hours(engine, first, {3: [keyed("key_b", None, input_text_tokens=40)]})
+    price_usage(engine, first, second, inputs)
+    assert _rollup(engine) == {
+        (first, "proj_alpha", "key_b", None, gpt, False, "default"): (40, 0, 3, 0, 0, 0, 0, False),
+        (second, *group): (3_000, 0, 3, 0, 0, 0, 0, False),
+    }
+    with engine.connect() as conn:
+        priced = conn.execute(
+            text(
+                "SELECT usage_date, sum(input_tokens) FROM openai_usage.project_daily_costs "
+                "GROUP BY 1 ORDER BY 1"
+            )
+        ).all()
+    assert [tuple(row) for row in priced] == [(first, 40), (second, 3_000)]

@@ -491,3 +491,48 @@ def test_column_comments_migration_up_and_down(fresh_url: str) -> None:
     assert _comments(engine) == expected
     command.downgrade(config, before_revision)
     assert _comments(engine) == before
+
+
+def test_0019_fills_the_daily_rollup_of_the_days_already_priced(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    """Down to 0018 and up again: the rollup is refilled from the hours for the days priced
+    (what pricing would have written), not for a day that was only loaded."""
+    import datetime as dt
+
+    from usage_assets.pricing.attribution import PricingInputs, price_usage
+
+    from .test_cost_assets import HAND_PRICES, load_hours
+    from .test_pricing import result
+
+    migrate(fresh_url)
+    engine = engine_for(fresh_url)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(HAND_PRICES)
+    priced, loaded = dt.date(2025, 11, 20), dt.date(2025, 11, 21)
+    gpt = "gpt-4.1-2025-04-14"
+    for day in (priced, loaded):
+        load_hours(engine, day, {
+            1: [result(gpt, "proj_a", input_text_tokens=500, input_cache_write_12h_tokens=20,
+                       output_text_tokens=9),
+                {**result(gpt, "proj_b", with_30m=False, input_text_tokens=70,
+                          input_cache_write_30m_tokens=4), "api_key_id": None}],
+            7: [result(gpt, "proj_a", input_text_tokens=11, input_cached_text_tokens=3)],
+        })  # fmt: skip
+    price_usage(engine, priced, loaded, PricingInputs(override_file=prices))
+    query = text(
+        f"SELECT * FROM {SCHEMA}.completions_usage_daily "
+        "ORDER BY usage_date, project_id, api_key_id"
+    )
+    with engine.connect() as conn:
+        written = [row._asdict() for row in conn.execute(query)]
+    assert {row["usage_date"] for row in written} == {priced}
+    assert len(written) == 2
+    command.downgrade(alembic_config(fresh_url), "0018")
+    assert "completions_usage_daily" not in inspect(engine).get_table_names(schema=SCHEMA)
+    migrate(fresh_url)
+    with engine.connect() as conn:
+        filled = [row._asdict() for row in conn.execute(query)]
+    for row in (*written, *filled):
+        del row["computed_at"]
+    assert filled == written

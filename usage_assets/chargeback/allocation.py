@@ -27,7 +27,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from usage_assets.pricing.attribution import (
-    KIND_SUMS,
+    KIND_COLUMNS,
+    PRICING_WORK_MEM,
     lock_days,
     period_bounds,
     unit_usage_sql,
@@ -60,18 +61,18 @@ def _same(column: str, left: str, right: str) -> str:
     return f"coalesce({left}.{column}, '') = coalesce({right}.{column}, '')"
 
 
-#: Completions usage per day, project, key, user, model and token kind, with the estimated
-#: cost of each kind at the price its day's cost row used.
+#: Completions usage per day, project, key, user, model and token kind (`completions_usage_daily`,
+#: rebuilt with the estimate this depends on), with the estimated cost of each kind at the price
+#: its day's cost row used.
 _COMPLETIONS_BASIS = f"""
 SELECT a.organization, a.usage_date, a.project_id, a.api_key_id, a.user_id, a.model,
        'completions' AS usage_kind, k.line_item_kind, k.cost_usd AS estimated_usd,
        q.tokens::numeric AS quantity
 FROM (
     SELECT organization, usage_date, project_id, api_key_id, user_id, model, batch,
-           service_tier, {KIND_SUMS}
-    FROM {S}.v_usage_token_kinds
-    WHERE organization = :organization AND bucket_start >= :start AND bucket_start < :end_ts
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+           service_tier, {KIND_COLUMNS}
+    FROM {S}.completions_usage_daily
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
 ) a
 LEFT JOIN {S}.project_daily_costs c
        ON c.organization = a.organization AND c.usage_date = a.usage_date
@@ -308,6 +309,7 @@ def _allocate_days(conn: Connection, first: dt.date, end: dt.date, organization:
     # in nested loops, quadratic in the day's bills. Hash joins are linear whatever the counts.
     conn.execute(text("SET LOCAL enable_nestloop = off"))
     conn.execute(text("SET LOCAL enable_mergejoin = off"))
+    conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
     conn.execute(
         text(
             f"DELETE FROM {S}.{TABLE} WHERE organization = :organization "

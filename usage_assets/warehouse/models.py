@@ -692,6 +692,43 @@ TOKEN_KINDS: tuple[str, ...] = (
 )
 
 
+#: What each token kind of `completions_usage_daily` is (the rules: README "Pricing rules").
+_KIND_COMMENT = "The day's {kind} (v_usage_token_kinds, summed over the hours)."
+
+COMPLETIONS_USAGE_DAILY = Table(
+    "completions_usage_daily",
+    Base.metadata,
+    Column("organization", Text, nullable=False, server_default=DEFAULT_ORGANIZATION,
+           comment=ORGANIZATION_COMMENT),
+    Column("usage_date", Date, nullable=False, comment="The UTC day of the usage."),
+    Column("project_id", Text, comment=_completions("project_id")),
+    Column("api_key_id", Text, comment=_completions("api_key_id")),
+    Column("user_id", Text, comment=_completions("user_id")),
+    Column("model", Text, comment=_completions("model")),
+    Column("batch", Boolean, comment=_completions("batch")),
+    Column("service_tier", Text, comment=_completions("service_tier")),
+    Column("input_tokens", BigInteger, nullable=False, comment=_completions("input_tokens")),
+    Column("output_tokens", BigInteger, nullable=False, comment=_completions("output_tokens")),
+    Column("num_model_requests", BigInteger, nullable=False,
+           comment=_completions("num_model_requests")),
+    *(
+        Column(kind, BigInteger, nullable=False,
+               comment=_KIND_COMMENT.format(kind=kind.removesuffix("_tokens").replace("_", " ")))
+        for kind in TOKEN_KINDS
+    ),
+    Column("input_cache_write_tokens", BigInteger, nullable=False,
+           comment="All cache writes (30-minute and 12-hour), as in completions_usage_hourly."),
+    Column("breakdown_fallback", Boolean, nullable=False,
+           comment="True: some hours lacked the breakdown fields (the fallback rule)."),
+    Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now(),
+           comment=COMPUTED_AT_COMMENT),
+    Index("ix_completions_usage_daily_organization_usage_date", "organization", "usage_date"),
+    comment="Completions usage per UTC day, project, API key, user, model, batch flag and "
+    "service tier, in token kinds: the one pass over the hourly rows that the estimate "
+    "(project_daily_costs) and the allocation share; rebuilt with project_daily_costs.",
+)  # fmt: skip
+
+
 class ProjectDailyCost(Base):
     """Estimated cost per day, project, model, batch flag and service tier."""
 
