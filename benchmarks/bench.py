@@ -1,12 +1,15 @@
-"""Benchmark: ingest and pricing of a large organization, and a year's backfill. Prints a table.
+"""Benchmark: a large organization's usage of every endpoint, its costs, and a year's backfill.
 
     make bench    # = .venv/bin/python benchmarks/bench.py [--groups 10000] [--days 30]
 
 A throwaway embedded PostgreSQL and the simulator (in its own process, serving `--groups`
-usage groups with usage every hour) on loopback. Each ingest runs in a fresh process so its
-peak RSS is its own. The backfill runs the `usage_daily_job` through Dagster on the default
-simulated organization, once as 31-day range runs and once as one run per partition. Not a
-test: it measures, it does not assert.
+completions groups and `--endpoint-groups` groups of each other usage endpoint, all busy every
+hour) on loopback. Each ingest runs in a fresh process, so its peak RSS is its own; a measured
+ingest is run once before to warm the simulator's page cache (a benchmark of the client, not
+of how fast the simulator builds pages). The backfill runs `usage_daily_job` through Dagster
+on the default simulated organization, as 31-day range runs and as one run per partition.
+Progress goes to stderr as it runs; the table at the end lists every figure and each target of
+issue 13 as met or missed. Not a test: it measures, it does not assert.
 """
 
 from __future__ import annotations
@@ -17,62 +20,103 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import requests
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from usage_assets.admin_api.endpoints import COMPLETIONS, USAGE_ENDPOINTS, UsageEndpoint
 from usage_assets.admin_api.rows import split_by_day
 from usage_assets.admin_api.transport import AdminAPIClient
-from usage_assets.admin_api.usage import COMPLETIONS_USAGE_PATH, iter_usage_buckets
+from usage_assets.admin_api.usage import iter_usage_buckets
+from usage_assets.chargeback.allocation import allocate_costs
+from usage_assets.defs.billing.ingest import fetch_cost_days, replace_cost_day
 from usage_assets.defs.policies import MAX_DAYS_PER_RUN
 from usage_assets.defs.usage.ingest import usage_query_for_days
-from usage_assets.pricing.attribution import PricingInputs, price_usage
+from usage_assets.pricing.attribution import (
+    PricingInputs,
+    price_unit_usage,
+    price_usage,
+    summarize_costs,
+)
 from usage_assets.simulator.server import SimulatedAdminAPI
 from usage_assets.warehouse import embedded as embedded_db
 from usage_assets.warehouse.database import engine_for, migrate
-from usage_assets.warehouse.models import USAGE_COPY_COLUMNS, CompletionsUsageHourly
-
-COPY_SQL = (
-    f"COPY {CompletionsUsageHourly.__table__.fullname} ({', '.join(USAGE_COPY_COLUMNS)}) FROM STDIN"
-)
+from usage_assets.warehouse.models import SCHEMA, CompletionsUsageHourly
+from usage_assets.warehouse.usage_days import usage_table
 
 FIRST_DAY = dt.date(2025, 10, 1)
-GROUP_BY = ["project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source"]
+ONE_DAY = dt.timedelta(days=1)
+HOURLY_TABLES = [usage_table(endpoint).fullname for endpoint in USAGE_ENDPOINTS]
+#: What an ingest leaves besides the hourly rows; emptied with them between measures.
+LOAD_TABLES = [f"{SCHEMA}.usage_loads", f"{SCHEMA}.usage_day_revisions"]
 
 INGEST_CHILD = """
 import datetime as dt, json, sys, time
 from sqlalchemy import text
+from usage_assets.admin_api.endpoints import ENDPOINTS_BY_NAME
 from usage_assets.admin_api.transport import AdminAPIClient
-from usage_assets.warehouse.database import engine_for
 from usage_assets.defs.usage.ingest import ingest_days
+from usage_assets.warehouse.database import engine_for
 from usage_assets.warehouse.usage_days import LoadInfo
 url, base, days = sys.argv[1], sys.argv[2], int(sys.argv[4])
 first = dt.date.fromisoformat(sys.argv[3])
-group_by = json.loads(sys.argv[5])
 client = AdminAPIClient(base, None)
 engine = engine_for(url)
 with engine.connect() as conn:  # the pool's connection exists before the baseline is taken
     conn.execute(text("SELECT 1"))
-info = LoadInfo(group_by=group_by, simulated=True, source_url="bench", dagster_run_id=None)
 def status_mb(field):  # this process's own memory (ru_maxrss would include the parent's)
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
 baseline = status_mb("VmRSS")
-began = time.perf_counter()
-rows = sum(d.row_count for d in ingest_days(client, engine, first,
-           first + dt.timedelta(days=days), group_by, info))
-print(json.dumps({"rows": rows, "seconds": time.perf_counter() - began,
-                  "requests": client.request_count, "baseline_rss_mb": baseline,
-                  "peak_rss_mb": status_mb("VmHWM")}))
+rows, seconds = {}, {}
+for name in sys.argv[5].split(","):
+    endpoint = ENDPOINTS_BY_NAME[name]
+    info = LoadInfo(group_by=list(endpoint.group_by_fields), simulated=True, source_url="bench",
+                    dagster_run_id=None)
+    began = time.perf_counter()
+    rows[name] = sum(d.row_count for d in ingest_days(
+        client, engine, first, first + dt.timedelta(days=days), endpoint.group_by_fields, info,
+        endpoint=endpoint))
+    seconds[name] = time.perf_counter() - began
+print(json.dumps({"rows": rows, "seconds": seconds, "requests": client.request_count,
+                  "baseline_rss_mb": baseline, "peak_rss_mb": status_mb("VmHWM")}))
+"""
+
+#: The BI question of issue 13, as the dashboard's "Spend per project" chart asks it.
+SPEND_PER_PROJECT = f"""
+SELECT coalesce(project_name, project_id, '(default project)') AS project,
+       sum(billed_usd) AS billed_usd, sum(estimated_usd) AS estimated_usd
+FROM {SCHEMA}.v_cost_allocation_daily
+WHERE usage_date >= :first AND usage_date < :end
+GROUP BY 1
+ORDER BY billed_usd DESC
+"""
+#: README "Spend per project, API key and model for a month".
+SPEND_PER_KEY_AND_MODEL = f"""
+SELECT project_name, coalesce(api_key_name, api_key_id, '(no key)') AS api_key, model,
+       sum(billed_usd) AS billed_usd, sum(estimated_usd) AS estimated_usd,
+       sum(unallocated_usd) AS unallocated_usd
+FROM {SCHEMA}.v_cost_allocation_daily
+WHERE usage_date >= :first AND usage_date < :end
+GROUP BY 1, 2, 3
+ORDER BY billed_usd DESC
+"""
+
+BYTES_PER_ROW = """
+SELECT coalesce(sum(pg_total_relation_size(relid)), 0)
+FROM pg_partition_tree(CAST(:table AS regclass)) WHERE isleaf
 """
 
 
@@ -82,13 +126,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_simulator(groups: int) -> tuple[subprocess.Popen[str], str]:
+def start_simulator(groups: int, endpoint_groups: int) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "usage-simulator"),
             "--port", str(port), "--streams", str(groups), "--projects", "300",
-            "--users", "3000", "--always-active",
+            "--users", "3000", "--always-active", "--endpoint-streams", str(endpoint_groups),
+            # Two days of every endpoint's pages (a large day is about 210 MiB of JSON).
+            "--page-cache-mib", "600",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -98,37 +144,94 @@ def start_simulator(groups: int) -> tuple[subprocess.Popen[str], str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
-def ingest(url: str, base: str, first: dt.date, days: int) -> dict[str, Any]:
+@dataclass
+class Ingest:
+    """One ingest process: rows and seconds per endpoint, its requests and memory."""
+
+    rows: dict[str, int]
+    seconds: dict[str, float]
+    requests: int
+    baseline_rss_mb: float
+    peak_rss_mb: float
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+def ingest(url: str, base: str, first: dt.date, days: int) -> Ingest:
+    """Every usage endpoint of [first, first + days), in a fresh process, one endpoint after
+    the other (as the daily job's assets run)."""
+    names = ",".join(endpoint.name for endpoint in USAGE_ENDPOINTS)
     done = subprocess.run(
-        [sys.executable, "-c", INGEST_CHILD, url, base, first.isoformat(), str(days),
-         json.dumps(GROUP_BY)],
+        [sys.executable, "-c", INGEST_CHILD, url, base, first.isoformat(), str(days), names],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return Ingest(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def largest_page_mb(base: str, day: dt.date) -> float:
-    query = usage_query_for_days(day, day + dt.timedelta(days=1), GROUP_BY)
-    response = requests.get(base + COMPLETIONS_USAGE_PATH, params=query.to_params(), timeout=600)
-    return len(response.content) / 2**20
+#: Replaces of a day timed, after one that warms the simulator's pages: a partition is analyzed
+#: again once 10% of it changed, so its cost comes every few replaces; the mean carries it.
+REPLACES = 4
 
 
-def day_rows(base: str, day: dt.date) -> list[tuple[Any, ...]]:
-    query = usage_query_for_days(day, day + dt.timedelta(days=1), GROUP_BY)
+def replace_seconds(url: str, base: str, day: dt.date) -> float:
+    """The mean seconds of replacing `day` of every endpoint (its rows already stored)."""
+    ingest(url, base, day, 1)
+    return statistics.mean(ingest(url, base, day, 1).total_seconds for _ in range(REPLACES))
+
+
+def largest_page_mb(base: str, day: dt.date) -> tuple[float, str]:
+    """The largest first page of the day among the endpoints (completions', at this scale)."""
+    sizes = []
+    for endpoint in USAGE_ENDPOINTS:
+        query = usage_query_for_days(day, day + ONE_DAY, endpoint.group_by_fields, endpoint)
+        response = requests.get(base + endpoint.path, params=query.to_params(), timeout=600)
+        response.raise_for_status()
+        sizes.append((len(response.content) / 2**20, endpoint.name))
+    return max(sizes)
+
+
+def day_rows(base: str, day: dt.date, endpoint: UsageEndpoint) -> list[tuple[Any, ...]]:
+    query = usage_query_for_days(day, day + ONE_DAY, endpoint.group_by_fields, endpoint)
     buckets = iter_usage_buckets(AdminAPIClient(base, None), query)
-    return [row for _, rows in split_by_day(buckets) for row in rows]
+    return [row for _, rows in split_by_day(buckets, endpoint) for row in rows]
 
 
-def orm_loop(url: str, rows: list[tuple[Any, ...]]) -> float:
-    """The naive way: one ORM object per row, session.add_all, commit."""
-    engine = engine_for(url)
+def empty_usage(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE openai_usage.completions_usage_hourly"))
+        conn.execute(text(f"TRUNCATE {', '.join(HOURLY_TABLES + LOAD_TABLES)}"))
+
+
+def raw_copy(engine: Engine, rows: dict[UsageEndpoint, list[tuple[Any, ...]]]) -> float:
+    """The floor: COPY of rows already built into the same (empty) tables, nothing else."""
+    empty_usage(engine)
+    began = time.perf_counter()
+    for endpoint, endpoint_rows in rows.items():
+        sql = (
+            f"COPY {usage_table(endpoint).fullname} ({', '.join(endpoint.copy_columns)}) FROM STDIN"
+        )
+        with engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in endpoint_rows:
+                    copy.write_row(row)
+    return time.perf_counter() - began
+
+
+def orm_loop(engine: Engine, rows: list[tuple[Any, ...]]) -> float:
+    """The naive way: one ORM object per row, session.add_all, commit."""
+    empty_usage(engine)
     began = time.perf_counter()
     with Session(engine) as session:
         objects = []
         for row in rows:
-            values = dict(zip(USAGE_COPY_COLUMNS, row, strict=True))
+            values = dict(zip(COMPLETIONS.copy_columns, row, strict=True))
             values["result"] = json.loads(values["result"]) if values["result"] else None
             objects.append(CompletionsUsageHourly(**values))
         session.add_all(objects)
@@ -136,19 +239,57 @@ def orm_loop(url: str, rows: list[tuple[Any, ...]]) -> float:
     return time.perf_counter() - began
 
 
-def raw_copy(url: str, rows: list[tuple[Any, ...]]) -> float:
-    """The floor: COPY of rows already built, nothing else."""
-    engine = engine_for(url)
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE openai_usage.completions_usage_hourly"))
+def stored_bytes(engine: Engine) -> dict[str, tuple[int, int]]:
+    """(bytes on disk of the table's partitions with their indexes and TOAST, rows) per table."""
+    sizes = {}
+    with engine.connect() as conn:
+        for table in HOURLY_TABLES:
+            size = conn.execute(text(BYTES_PER_ROW), {"table": table}).scalar_one()
+            rows = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            sizes[table] = (int(size), int(rows))
+    return sizes
+
+
+def load_costs(engine: Engine, base: str, first: dt.date, days: int) -> tuple[float, int]:
     began = time.perf_counter()
-    with engine.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(COPY_SQL) as copy:
-            for row in rows:
-                copy.write_row(row)
-    return time.perf_counter() - began
+    cost_days = fetch_cost_days(AdminAPIClient(base, None), first, first + days * ONE_DAY)
+    rows = sum(replace_cost_day(engine, day) for day in cost_days)
+    return time.perf_counter() - began, rows
+
+
+def attribution(engine: Engine, first: dt.date, days: int) -> dict[str, float]:
+    """The cost assets in the daily job's order, each timed: the estimate of completions and of
+    every other usage kind, the per-project summary, then the allocation of the bill."""
+    end, inputs = first + days * ONE_DAY, PricingInputs(None)
+    steps: dict[str, Callable[[], object]] = {
+        "estimate, completions (project_daily_costs)": lambda: price_usage(
+            engine, first, end, inputs
+        ),
+        "estimate, other usage (usage_daily_costs)": lambda: price_unit_usage(
+            engine, first, end, inputs
+        ),
+        "summary (project_daily_cost_summary)": lambda: summarize_costs(engine, first, end),
+        "allocation of the bill (cost_allocation_daily)": lambda: allocate_costs(
+            engine, first, end
+        ),
+    }
+    seconds = {}
+    for name, step in steps.items():
+        began = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - began
+    return seconds
+
+
+def bi_query(engine: Engine, sql: str, first: dt.date, end: dt.date) -> tuple[list[float], int]:
+    """Seconds of three runs of a BI query (the first one cold for the planner), and its rows."""
+    runs, rows = [], 0
+    for _ in range(3):
+        with engine.connect() as conn:
+            began = time.perf_counter()
+            rows = len(conn.execute(text(sql), {"first": first, "end": end}).all())
+            runs.append(time.perf_counter() - began)
+    return runs, rows
 
 
 BACKFILL_FIRST = dt.date(2025, 1, 1)
@@ -217,110 +358,273 @@ def progress(message: str) -> None:
     print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
 
 
-class Results(list[tuple[str, str]]):
-    """The table's rows, each shown as soon as it is measured."""
+@dataclass
+class Report:
+    """The figures, each shown as soon as it is measured, and the targets of issue 13."""
 
-    def append(self, row: tuple[str, str]) -> None:
-        progress(f"  {row[0]}: {row[1]}")
-        super().append(row)
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    targets: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
-    def __iadd__(self, rows: Any) -> Results:  # type: ignore[override,misc]
-        for row in rows:
-            self.append(row)
-        return self
+    def add(self, name: str, value: str) -> None:
+        progress(f"  {name}: {value}")
+        self.rows.append((name, value))
+
+    def target(self, name: str, value: float, shown: str, limit: float, unit: str) -> None:
+        met = value <= limit
+        progress(f"  TARGET {name}: {shown} (target <= {limit:g}{unit}: {_met(met)})")
+        self.targets.append((name, shown, f"<= {limit:g}{unit}", met))
+
+    def print(self, header: str) -> None:
+        print(f"\n{header}")
+        width = max(len(name) for name, _ in self.rows)
+        for name, value in self.rows:
+            print(f"{name:<{width}}  {value}")
+        if self.targets:
+            print("\n| measure | result | target | |\n|---|---|---|---|")
+            for name, shown, limit, met in self.targets:
+                print(f"| {name} | {shown} | {limit} | {_met(met)} |")
 
 
-def main() -> int:
+def _met(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def per_endpoint(run: Ingest) -> str:
+    return ", ".join(f"{name} {run.rows[name]:,} in {run.seconds[name]:.1f} s" for name in run.rows)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What the projection to a larger organization starts from: one large day's rows, the
+    ingest rate, the requests of the day and the bytes a stored row takes."""
+
+    day_rows: int
+    ingest_rate: float
+    day_requests: int
+    bytes_per_row: float
+
+
+def measure_ingest(
+    args: argparse.Namespace, engine: Engine, url: str, base: str, report: Report
+) -> Scale:
+    day = FIRST_DAY
+    progress(f"one large day of every endpoint: warming the simulator's pages ({day})")
+    page_mb, page_of = largest_page_mb(base, day)
+    ingest(url, base, day, 1)  # builds the pages once; the measured runs get them from memory
+    empty_usage(engine)
+    progress("one large day into empty tables: fetch, parse, validate, write")
+    one = ingest(url, base, day, 1)
+    data_mb = one.peak_rss_mb - one.baseline_rss_mb
+    report.add("rows in one day (every usage endpoint)", f"{one.total_rows:,}")
+    report.add("  per endpoint", per_endpoint(one))
+    report.add(
+        "ingest, one day",
+        f"{one.total_seconds:.1f} s, {one.total_rows / one.total_seconds:,.0f} rows/s, "
+        f"{one.requests} requests",
+    )
+    report.add(
+        "ingest peak RSS",
+        f"{one.peak_rss_mb:.0f} MiB: {one.baseline_rss_mb:.0f} MiB interpreter, libraries and "
+        f"connection + {data_mb:.0f} MiB of data",
+    )
+    report.add("largest page", f"{page_mb:.1f} MiB ({page_of})")
+
+    progress("the same rows, already built, by raw COPY (the floor) and by the naive ORM loop")
+    rows = {endpoint: day_rows(base, day, endpoint) for endpoint in USAGE_ENDPOINTS}
+    copy_seconds = min(raw_copy(engine, rows) for _ in range(2))
+    orm_rows = rows[COMPLETIONS][: args.orm_rows]
+    orm_rate = len(orm_rows) / orm_loop(engine, orm_rows)
+    copied = sum(len(r) for r in rows.values())
+    report.add(
+        "raw COPY of the same rows (best of 2)",
+        f"{copy_seconds:.1f} s, {copied / copy_seconds:,.0f} rows/s",
+    )
+    report.add(
+        f"naive ORM add_all ({len(orm_rows):,} completions rows)",
+        f"{orm_rate:,.0f} rows/s: ingest is "
+        f"{one.total_rows / one.total_seconds / orm_rate:.1f}x faster",
+    )
+    del rows, orm_rows
+
+    empty_usage(engine)
+    ingest(url, base, day, 1)
+    progress(f"replacing the day when the tables hold it alone ({REPLACES} times, timed)")
+    replace_one = replace_seconds(url, base, day)
+    report.target(
+        "ingest time vs raw COPY of the same rows, large day",
+        one.total_seconds / copy_seconds,
+        f"{one.total_seconds / copy_seconds:.2f}x "
+        f"({one.total_seconds:.1f} s vs {copy_seconds:.1f} s)",
+        1.5,
+        "x",
+    )
+    report.target(
+        "peak memory of the data (above the process baseline) vs the largest page",
+        data_mb / page_mb,
+        f"{data_mb / page_mb:.2f}x ({data_mb:.0f} MiB vs {page_mb:.1f} MiB)",
+        2,
+        "x",
+    )
+
+    empty_usage(engine)
+    progress(
+        f"{args.days} large days of every endpoint in one run (pages built as they are asked for)"
+    )
+    many = ingest(url, base, day, args.days)
+    report.add(
+        f"ingest, {args.days} days in one run",
+        f"{many.total_rows:,} rows in {many.total_seconds:.0f} s, "
+        f"{many.total_rows / many.total_seconds:,.0f} rows/s, {many.requests} requests, "
+        f"peak RSS {many.peak_rss_mb:.0f} MiB",
+    )
+    sizes = stored_bytes(engine)
+    size, stored = sum(s for s, _ in sizes.values()), sum(r for _, r in sizes.values())
+    completions_size, completions_rows = sizes[usage_table(COMPLETIONS).fullname]
+    report.add("on disk, every hourly table", f"{size / 2**30:.2f} GiB for {stored:,} rows")
+    report.add(
+        "  completions_usage_hourly", f"{completions_size / completions_rows:.0f} bytes a row"
+    )
+    report.target(
+        "bytes on disk per hourly row (table + indexes)",
+        size / stored / 1000,
+        f"{size / stored / 1000:.2f} KB ({size / stored:.0f} bytes)",
+        0.5,
+        " KB",
+    )
+
+    progress(f"replacing the day when the tables hold {args.days} days ({REPLACES} times, timed)")
+    replace_many = replace_seconds(url, base, day)
+    ratio = replace_many / replace_one
+    report.target(
+        f"replacing one day when the table holds {args.days}x more days",
+        ratio,
+        f"{ratio:.2f}x ({replace_many:.1f} s vs {replace_one:.1f} s, mean of {REPLACES})",
+        1.2,
+        "x",
+    )
+    return Scale(one.total_rows, one.total_rows / one.total_seconds, one.requests, size / stored)
+
+
+def measure_costs(args: argparse.Namespace, engine: Engine, base: str, report: Report) -> None:
+    progress(f"billed costs of {args.days} days (Costs API)")
+    seconds, cost_rows = load_costs(engine, base, FIRST_DAY, args.days)
+    report.add(f"billed costs, {args.days} days", f"{cost_rows:,} rows in {seconds:.0f} s")
+    for days in (1, args.days):
+        progress(f"cost attribution of every usage kind, {days} day(s)")
+        steps = attribution(engine, FIRST_DAY, days)
+        for name, step_seconds in steps.items():
+            report.add(f"  {days} day(s): {name}", f"{step_seconds:.1f} s")
+        total = sum(steps.values())
+        report.add(f"cost attribution, {days} large day(s)", f"{total:.1f} s")
+    report.target(
+        f"cost attribution (estimate + allocation), {args.days} large days, all endpoints",
+        total,
+        f"{total:.1f} s",
+        15,
+        " s",
+    )
+    with engine.connect() as conn:
+        allocated = conn.execute(
+            text(f"SELECT count(*) FROM {SCHEMA}.cost_allocation_daily")
+        ).scalar_one()
+    report.add("cost_allocation_daily rows", f"{allocated:,}")
+    end = FIRST_DAY + args.days * ONE_DAY
+    progress("BI queries over the month")
+    runs, rows = bi_query(engine, SPEND_PER_PROJECT, FIRST_DAY, end)
+    report.add(
+        "BI: spend per project, one month (3 runs)",
+        ", ".join(f"{r:.2f} s" for r in runs) + f" ({rows} projects)",
+    )
+    detail, detail_rows = bi_query(engine, SPEND_PER_KEY_AND_MODEL, FIRST_DAY, end)
+    report.add(
+        "BI: spend per project, key and model, one month (3 runs)",
+        ", ".join(f"{r:.2f} s" for r in detail) + f" ({detail_rows:,} rows)",
+    )
+    report.target(
+        "BI query 'spend per project for one month'",
+        max(runs),
+        f"{max(runs):.2f} s (slowest of 3; median {statistics.median(runs):.2f} s)",
+        1,
+        " s",
+    )
+
+
+def measure_backfill(
+    args: argparse.Namespace, server: embedded_db.EmbeddedServer, tmp: Path, report: Report
+) -> None:
+    progress(f"Dagster backfill of {args.backfill_days} days, range runs")
+    ranged = backfill(server, tmp, args.backfill_days, MAX_DAYS_PER_RUN)
+    progress(f"Dagster backfill of {args.backfill_days} days, one run per partition")
+    single = backfill(server, tmp, args.backfill_days, 1)
+    for label, run in (("range runs", ranged), ("one run per partition", single)):
+        report.add(
+            f"backfill {args.backfill_days} days, {label}",
+            f"{run['seconds']:.0f} s, {run['runs']} runs, {run['requests']} HTTP requests "
+            f"({run['usage_requests']} usage)",
+        )
+    report.add("backfill speed-up", f"{single['seconds'] / ranged['seconds']:.1f}x")
+    report.add(
+        "both backfills wrote the same rows",
+        "yes" if ranged["content"] == single["content"] else "NO",
+    )
+
+
+def project(measured: Scale, report: Report, scale: int = 10) -> None:
+    """What an organization `scale` times this one would need (README "Beyond one machine")."""
+    rows_a_day = measured.day_rows * scale
+    report.add(
+        f"{scale}x this organization: hourly rows",
+        f"{rows_a_day:,} a day, {rows_a_day * 365 / 1e9:.2f} billion a year",
+    )
+    report.add(
+        f"{scale}x: on disk",
+        f"{rows_a_day * measured.bytes_per_row / 2**30:.1f} GiB a day, "
+        f"{rows_a_day * 365 * measured.bytes_per_row / 2**40:.2f} TiB a year",
+    )
+    report.add(
+        f"{scale}x: one day's ingest, one process",
+        f"{rows_a_day / measured.ingest_rate / 60:.1f} min, "
+        f"about {measured.day_requests * scale:,} requests",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--groups", type=int, default=10_000, help="completions usage groups")
+    parser.add_argument(
+        "--endpoint-groups", type=int, default=1_000, help="usage groups of each other endpoint"
+    )
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument(
-        "--orm-rows", type=int, default=50_000, help="rows for the naive ORM loop (it is slow)"
+        "--orm-rows", type=int, default=20_000, help="rows for the naive ORM loop (it is slow)"
     )
     parser.add_argument(
         "--backfill-days", type=int, default=365, help="days of the Dagster backfill; 0 skips it"
     )
-    args = parser.parse_args()
-    results = Results()
+    args = parser.parse_args(argv)
+    report = Report()
     with tempfile.TemporaryDirectory() as tmp:
         server = embedded_db.EmbeddedServer(Path(tmp), free_port())
         embedded_db.ensure_running(server)
-        simulator, base = start_simulator(args.groups)
+        simulator, base = start_simulator(args.groups, args.endpoint_groups)
         try:
             url = server.url()
             migrate(url)
-            progress(f"one day of {args.groups:,} groups: fetch, parse, validate, write")
-            page_mb = largest_page_mb(base, FIRST_DAY)
-            one = ingest(url, base, FIRST_DAY, 1)
-            rate = one["rows"] / one["seconds"]
-            data_mb = one["peak_rss_mb"] - one["baseline_rss_mb"]
-            results += [
-                ("rows in one day", f"{one['rows']:,}"),
-                ("ingest, one day (fetch, parse, validate, write)", f"{one['seconds']:.1f} s"),
-                ("ingest rate", f"{rate:,.0f} rows/s"),
-                ("ingest peak RSS", f"{one['peak_rss_mb']:.0f} MiB"),
-                (
-                    "  of which interpreter, libraries, connection",
-                    f"{one['baseline_rss_mb']:.0f} MiB",
-                ),
-                ("  of which data (peak minus that baseline)", f"{data_mb:.0f} MiB"),
-                ("largest page JSON", f"{page_mb:.1f} MiB"),
-                ("data RSS / largest page", f"{data_mb / page_mb:.1f}x"),
-            ]
-            progress("raw COPY and the naive ORM loop, for comparison")
-            rows = day_rows(base, FIRST_DAY)
-            copy_seconds = raw_copy(url, rows)
-            copy_rate = len(rows) / copy_seconds
-            orm_rows = rows[: args.orm_rows]
-            orm_rate = len(orm_rows) / orm_loop(url, orm_rows)
-            results += [
-                ("raw COPY of pre-built rows", f"{copy_rate:,.0f} rows/s"),
-                (f"naive ORM add_all ({len(orm_rows):,} rows)", f"{orm_rate:,.0f} rows/s"),
-                ("ingest vs ORM", f"{rate / orm_rate:.1f}x faster"),
-                ("ingest vs raw COPY", f"{copy_rate / rate:.1f}x slower"),
-            ]
-            with engine_for(url).begin() as conn:
-                conn.execute(text("TRUNCATE openai_usage.completions_usage_hourly"))
-            progress(f"{args.days} days in one run")
-            many = ingest(url, base, FIRST_DAY, args.days)
-            results.append(
-                (f"ingest, {args.days} days in one run",
-                 f"{many['seconds']:.0f} s, {many['rows'] / many['seconds']:,.0f} rows/s, "
-                 f"{many['requests']} requests, peak RSS {many['peak_rss_mb']:.0f} MiB")
-            )  # fmt: skip
             engine = engine_for(url)
-            for days in (1, args.days):
-                progress(f"cost attribution, {days} day(s)")
-                began = time.perf_counter()
-                price_usage(engine, FIRST_DAY, FIRST_DAY + dt.timedelta(days=days),
-                            PricingInputs(None))  # fmt: skip
-                results.append(
-                    (f"cost attribution, {days} day(s)", f"{time.perf_counter() - began:.1f} s")
-                )
+            measured = measure_ingest(args, engine, url, base, report)
+            measure_costs(args, engine, base, report)
+            project(measured, report)
             simulator.terminate()
             if args.backfill_days:
-                progress(f"Dagster backfill of {args.backfill_days} days, range runs")
-                ranged = backfill(server, Path(tmp), args.backfill_days, MAX_DAYS_PER_RUN)
-                progress(f"Dagster backfill of {args.backfill_days} days, one run per partition")
-                single = backfill(server, Path(tmp), args.backfill_days, 1)
-                for label, run in (("range runs", ranged), ("one run per partition", single)):
-                    results.append(
-                        (f"backfill {args.backfill_days} days, {label}",
-                         f"{run['seconds']:.0f} s, {run['runs']} runs, "
-                         f"{run['requests']} HTTP requests ({run['usage_requests']} usage)")
-                    )  # fmt: skip
-                results += [
-                    ("backfill speed-up", f"{single['seconds'] / ranged['seconds']:.1f}x"),
-                    ("both backfills wrote the same rows",
-                     "yes" if ranged["content"] == single["content"] else "NO"),
-                ]  # fmt: skip
+                measure_backfill(args, server, Path(tmp), report)
         finally:
             simulator.terminate()
+            simulator.wait()
             embedded_db.stop(server)
-    width = max(len(name) for name, _ in results)
-    print(f"\nusage_assets benchmark: {args.groups:,} groups x 24 hours, {os.cpu_count()} CPUs")
-    for name, value in results:
-        print(f"{name:<{width}}  {value}")
+    report.print(
+        f"usage_assets benchmark: {args.groups:,} completions groups and {args.endpoint_groups:,} "
+        f"of each other endpoint, x 24 hours x {args.days} days, {os.cpu_count()} CPUs"
+    )
     own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"(this benchmark process itself peaked at {own_rss} MiB)")
     return 0

@@ -136,6 +136,13 @@ def simulator_main(argv: list[str] | None = None) -> int:
         default=SyntheticOrganization.stream_count,
         help="usage groups in the organization (10000 for a large org)",
     )
+    parser.add_argument(
+        "--endpoint-streams",
+        type=int,
+        default=None,
+        help="usage groups of each other usage endpoint (embeddings, images, ...; default: "
+        "a few each)",
+    )
     parser.add_argument("--projects", type=int, default=SyntheticOrganization.project_count)
     parser.add_argument("--users", type=int, default=SyntheticOrganization.user_count)
     parser.add_argument(
@@ -175,6 +182,7 @@ def simulator_main(argv: list[str] | None = None) -> int:
             project_count=args.projects,
             user_count=args.users,
             always_active=args.always_active,
+            endpoint_stream_count=args.endpoint_streams,
             anomalies=dict(parse_anomaly(spec) for spec in args.anomaly),
         )
     except ValueError as exc:

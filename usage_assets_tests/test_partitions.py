@@ -23,6 +23,7 @@ from usage_assets.warehouse.partitions import (
     ensure_month_partitions,
     months_of,
     partition_name,
+    refresh_statistics,
 )
 from usage_assets.warehouse.usage_days import LoadInfo, replace_day
 
@@ -252,3 +253,59 @@ def test_0018_keeps_every_row_and_rebuilds_the_whole_result(url_at_0017: str) ->
     assert [r[1] for r in whole] == [as_served(result) for _, result in served]
     with pytest.raises(IntegrityError, match="uq_completions_usage_hourly_bucket_group"):
         _insert_whole(engine, "2025-09-30 23:00+00", served[0][1])  # the unique group is back
+
+
+def _table_stats(engine: Engine, name: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT n_live_tup, n_mod_since_analyze, analyze_count, vacuum_count "
+                "FROM pg_stat_user_tables WHERE schemaname = 'openai_usage' AND relname = :name"
+            ),
+            {"name": name},
+        ).one()
+    return dict(row._mapping)
+
+
+def test_statistics_are_sampled_again_by_autovacuums_rule(engine: Engine) -> None:
+    """After a load every partition written is vacuumed; it is analyzed (and the parent with
+    it) when it never was or when more than 10% of its rows changed since, not for one day
+    replaced in a full month."""
+    first = dt.date(2031, 3, 1)
+    days = [first + dt.timedelta(days=n) for n in range(30)]
+
+    def load(loaded: list[dt.date]) -> int:
+        return sum(
+            write(engine, day, *(bucket(day, h, *(sample_result(project_id=f"proj_{p}")
+                                                   for p in range(3))) for h in range(24)))
+            for day in loaded
+        )  # fmt: skip
+
+    name, parent = "completions_usage_hourly_2031_03", TABLE.name
+    assert load(days) == 2160
+    with engine.begin() as conn:  # no autovacuum resetting the counters while they are read
+        conn.execute(text(f"ALTER TABLE openai_usage.{name} SET (autovacuum_enabled = off)"))
+    before = _table_stats(engine, name)
+    parent_before = _table_stats(engine, parent)["analyze_count"]
+    assert refresh_statistics(engine, TABLE, first, days[-1]) == [name]
+    analyzed = _table_stats(engine, name)
+    assert analyzed["analyze_count"] == before["analyze_count"] + 1
+    assert analyzed["vacuum_count"] == before["vacuum_count"] + 1
+    assert _table_stats(engine, parent)["analyze_count"] == parent_before + 1
+
+    # One day of 30 replaced: 72 rows deleted and 72 written, 7% < 10%: kept, vacuumed.
+    assert load(days[4:5]) == 72
+    replaced = _table_stats(engine, name)
+    assert replaced["n_mod_since_analyze"] == 144  # counted at the load's commit, not later
+    assert refresh_statistics(engine, TABLE, days[4], days[5]) == []
+    kept = _table_stats(engine, name)
+    assert kept["analyze_count"] == replaced["analyze_count"]
+    assert kept["vacuum_count"] == replaced["vacuum_count"] + 1
+    assert _table_stats(engine, parent)["analyze_count"] == parent_before + 1
+
+    # Ten days replaced: a third of the month changed.
+    assert load(days[10:20]) == 720
+    assert _table_stats(engine, name)["n_mod_since_analyze"] == 144 + 1440
+    assert refresh_statistics(engine, TABLE, days[10], days[20]) == [name]
+    assert _table_stats(engine, name)["analyze_count"] == kept["analyze_count"] + 1
+    assert _table_stats(engine, parent)["analyze_count"] == parent_before + 2

@@ -342,6 +342,27 @@ def test_same_seed_same_usage_in_any_order_and_another_seed_differs() -> None:
     }
 
 
+def test_a_large_organization_has_as_many_groups_per_endpoint_as_asked() -> None:
+    """`endpoint_stream_count` (the benchmark's large organization): each endpoint has that
+    many distinct groups where its combinations allow it, vector stores one per project, every
+    group busy every hour when always active; completions usage is the default's."""
+    small = SyntheticOrganization(project_count=40, user_count=60, always_active=True)
+    large = SyntheticOrganization(project_count=40, user_count=60, always_active=True,
+                                  endpoint_stream_count=150)  # fmt: skip
+    assert large.streams == small.streams
+    sizes = {name: len(streams) for name, streams in large.endpoint_streams.items()}
+    assert sizes["vector_stores"] == sizes["code_interpreter_sessions"] == 41  # + default
+    # One model each: a group per key (80) and the one keyless (playground) group.
+    assert sizes["moderations"] == sizes["audio_transcriptions"] == 81
+    for name in ("embeddings", "images", "audio_speeches", "web_search_calls"):
+        assert sizes[name] == 150, name
+        assert len(small.endpoint_streams[name]) < 10, name
+    for name, streams in large.endpoint_streams.items():
+        assert len({s.values for s in streams}) == len(streams), name
+        hour = large.endpoint_hour_results(name, DAY + 12 * HOUR)
+        assert len(hour) == len(streams), name
+
+
 def test_endpoint_usage_is_the_same_in_another_process(org: SyntheticOrganization) -> None:
     hours = range(DAY + 10 * HOUR, DAY + 13 * HOUR, HOUR)
     code = (

@@ -141,11 +141,15 @@ def make_streams(
     vector_store_ids: Mapping[str | None, Sequence[str]],
     always_active: bool,
     gib_range: tuple[float, float],
+    count: int | None = None,
 ) -> list[EndpointStream]:
-    """The streams of `endpoint`, from a random source of its own."""
+    """The streams of `endpoint`, from a random source of its own: the profile's number of
+    them, or `count` (fewer when the organization has fewer combinations); vector stores and
+    code interpreter sessions are per project, so `count` only caps the latter."""
     rng = random.Random(f"{seed}:{endpoint}:streams")
     spec = USAGE_ENDPOINTS[endpoint]
     profile = PROFILES[endpoint]
+    wanted = profile.streams if count is None else count
     if endpoint == "vector_stores":
         low, high = gib_range
         streams = []
@@ -163,7 +167,7 @@ def make_streams(
             )
         return streams
     if spec.dimensions == ("project_id",):  # code interpreter: per project
-        chosen = rng.sample(list(projects), min(profile.streams, len(projects)))
+        chosen = rng.sample(list(projects), min(wanted, len(projects)))
         return [
             EndpointStream(
                 endpoint,
@@ -179,7 +183,7 @@ def make_streams(
     keyed = [u for u in uses if u.api_key_id is not None]
     by_key: dict[tuple[Any, ...], EndpointStream] = {}
     attempts = 0
-    while len(by_key) < profile.streams and attempts < profile.streams * 20:
+    while len(by_key) < wanted and attempts < wanted * 20:
         # The first stream has no key (the default project, from the playground), the second
         # a service account's key (no user); the rest any key.
         pool = keyless if attempts == 0 else service if attempts == 1 else keyed

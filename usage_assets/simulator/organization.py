@@ -161,6 +161,10 @@ class SyntheticOrganization:
     quiet_hour_share: float = 0.04
     #: Every stream active every hour (for benchmarks of large organizations).
     always_active: bool = False
+    #: Streams of each usage endpoint other than completions (None: each endpoint's few, see
+    #: `endpoint_usage.PROFILES`); a large organization's embeddings, images, ... have
+    #: hundreds. Vector stores and code interpreter sessions are per project whatever this is.
+    endpoint_stream_count: int | None = None
     #: Cost amount objects served verbatim by `GET /v1/organization/costs` (in any grouping by
     #: project_id and line_item, as one result without key, user or source) for (UTC day
     #: "YYYY-MM-DD", project_id, line_item), replacing the billed line item or adding one:
@@ -333,6 +337,7 @@ class SyntheticOrganization:
                 vector_store_ids=self.vector_store_ids,
                 always_active=self.always_active,
                 gib_range=self.vector_store_gib,
+                count=self.endpoint_stream_count,
             )
             for name in USAGE_ENDPOINTS
             if name != COMPLETIONS.name

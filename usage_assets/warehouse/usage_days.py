@@ -28,7 +28,7 @@ from usage_assets.warehouse.models import (
     UsageDayRevision,
     UsageLoad,
 )
-from usage_assets.warehouse.partitions import ensure_month_partitions
+from usage_assets.warehouse.partitions import ensure_month_partitions, flush_table_counters
 from usage_assets.warehouse.replace import partition_transaction, replace_partition
 
 
@@ -112,6 +112,7 @@ def replace_day(
             )
         )
         summary.revision = _record_revision(conn, summary, info, previous, new)
+        flush_table_counters(conn)
     return written
 
 
