@@ -309,3 +309,38 @@ def test_statistics_are_sampled_again_by_autovacuums_rule(engine: Engine) -> Non
     assert refresh_statistics(engine, TABLE, days[10], days[20]) == [name]
     assert _table_stats(engine, name)["analyze_count"] == kept["analyze_count"] + 1
     assert _table_stats(engine, parent)["analyze_count"] == parent_before + 2
+
+
+def test_metrics_are_not_sampled_in_any_partition(engine: Engine) -> None:
+    """Migration 0020: the metric columns (only ever summed) have no planner statistics, in
+    the parent and in a month partition created later; the dimensions keep theirs."""
+    day = dt.date(2032, 5, 4)
+    write(engine, day, bucket(day, 1, sample_result()))
+    name = partition_name(TABLE.name, day.replace(day=1))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"ANALYZE openai_usage.{name}"))
+        targets = dict(
+            conn.execute(
+                text(
+                    "SELECT c.relname, array_agg(a.attname::text ORDER BY a.attname) "
+                    "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                    "WHERE c.relname IN (:parent, :partition) AND a.attstattarget = 0 "
+                    "GROUP BY 1"
+                ),
+                {"parent": TABLE.name, "partition": name},
+            ).all()
+        )
+        sampled = set(
+            conn.execute(
+                text(
+                    "SELECT attname FROM pg_stats WHERE schemaname = 'openai_usage' "
+                    "AND tablename = :partition"
+                ),
+                {"partition": name},
+            ).scalars()
+        )
+    metrics = sorted(column.name for column in TABLE.columns if str(column.type) == "BIGINT")
+    assert len(metrics) == 17
+    assert targets == {TABLE.name: metrics, name: metrics}
+    assert not sampled & set(metrics)
+    assert {"bucket_start", "project_id", "model"} <= sampled

@@ -85,6 +85,18 @@ def _create_month(conn: Connection, table: Table, month: dt.date) -> None:
         text(f"CREATE TABLE {partition} (LIKE {table.fullname} INCLUDING DEFAULTS INCLUDING "
              "CONSTRAINTS INCLUDING COMMENTS)")
     )  # fmt: skip
+    # The parent's per-column statistics targets (migration 0020: none for the metrics); a
+    # partition made with LIKE would sample every column.
+    targets = conn.execute(
+        text(
+            "SELECT attname, attstattarget FROM pg_attribute WHERE attrelid = "
+            "CAST(:parent AS regclass) AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0"
+        ),
+        {"parent": table.fullname},
+    ).all()
+    if targets:
+        alter = ", ".join(f'ALTER COLUMN "{column}" SET STATISTICS {n}' for column, n in targets)
+        conn.execute(text(f"ALTER TABLE {partition} {alter}"))
     default = f'"{schema}"."{default_partition_name(name)}"'
     if default_partition_name(name) in _existing(conn, table):
         conn.execute(
