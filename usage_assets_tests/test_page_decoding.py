@@ -23,12 +23,27 @@ import msgspec
 import pytest
 import requests
 import responses
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from usage_assets.admin_api import transport
-from usage_assets.admin_api.rows import DaySummary, split_by_day
+from usage_assets.admin_api.endpoints import COMPLETIONS, IMAGES, USAGE_ENDPOINTS, UsageEndpoint
+from usage_assets.admin_api.rows import (
+    BIGINT_MAX,
+    DaySummary,
+    UsageRow,
+    _result_struct,
+    _rows,
+    split_by_day,
+)
 from usage_assets.admin_api.transport import AdminAPIClient, read_body
-from usage_assets.admin_api.usage import UsageBucket, iter_usage, iter_usage_buckets
+from usage_assets.admin_api.usage import (
+    UsageBucket,
+    UsageQuery,
+    iter_usage,
+    iter_usage_buckets,
+)
 from usage_assets.admin_api.usage_pages import UsageResults, decode_usage_page
 from usage_assets.errors import PayloadError
 from usage_assets.warehouse.models import USAGE_COPY_COLUMNS
@@ -428,3 +443,241 @@ def test_rows_of_a_reused_buffer_are_the_rows_of_their_own_page(
     model = USAGE_COPY_COLUMNS.index("model")
     assert [row[model] for row in rows] == [r["model"] for results in served for r in results]
     assert (summary.row_count, summary.bucket_count) == (800, 4)
+
+
+# ---------------------------------------------------------------- results into rows: the struct
+
+
+def endpoint_bucket(endpoint: UsageEndpoint, texts: list[str]) -> UsageBucket:
+    """One hourly bucket of `endpoint` whose results are the JSON `texts`: views, or (a page
+    msgspec refuses, e.g. for a NaN) what `json` decoded, as the client does."""
+    body = json.dumps(page([hourly(START, [])])).replace(
+        '"results": []', f'"results": [{",".join(texts)}]'
+    )
+    decoded = decode_usage_page(bytearray(body.encode())) or json.loads(body)
+    q = UsageQuery(START, START + HOUR, bucket_width="1h", endpoint=endpoint)
+    return UsageBucket.parse(decoded["data"][0], q)
+
+
+def outcome(bucket: UsageBucket, results: Any, endpoint: UsageEndpoint) -> list[UsageRow] | str:
+    try:
+        return list(_rows(bucket, results, endpoint))
+    except PayloadError as exc:
+        return f"PayloadError: {exc}"
+
+
+def both_paths(
+    endpoint: UsageEndpoint, texts: list[str]
+) -> tuple[list[UsageRow] | str, list[UsageRow] | str]:
+    """What `_rows` makes of the views (the struct where it accepts them) and of the decoded
+    dicts, as every result took before."""
+    bucket = endpoint_bucket(endpoint, texts)
+    assert isinstance(bucket.results, UsageResults)
+    return outcome(bucket, bucket.results, endpoint), outcome(
+        bucket, list(bucket.results), endpoint
+    )
+
+
+def full_result(endpoint: UsageEndpoint, text: str = "proj_a") -> dict[str, Any]:
+    values = {"text": text, "boolean": True}
+    return {
+        "object": endpoint.result_object,
+        **{d.name: values[d.type] for d in endpoint.dimensions},
+        **{m.name: at * 1000 + 7 for at, m in enumerate(endpoint.metrics)},
+    }
+
+
+def valid_results(endpoint: UsageEndpoint) -> list[str]:
+    """Results the struct accepts, in every form the contract allows."""
+    required = {m.name: 0 for m in endpoint.metrics if m.required}
+    full = full_result(endpoint)
+    return [
+        json.dumps(full),
+        json.dumps(dict(reversed(full.items()))),  # any field order
+        json.dumps(full_result(endpoint, "caf\u00e9 \U0001f600 \u00e9")),  # non-ASCII, escaped
+        json.dumps(full_result(endpoint, "caf\u00e9 \U0001f600"), ensure_ascii=False),  # as UTF-8
+        json.dumps(required),  # no object, no dimension, no optional metric
+        json.dumps(
+            {
+                "object": endpoint.result_object,
+                **{d.name: None for d in endpoint.dimensions},
+                **{m.name: BIGINT_MAX if m.required else None for m in endpoint.metrics},
+            }
+        ),
+        json.dumps({**full, **{d.name: False for d in endpoint.dimensions if d.type == "boolean"}}),
+        # A key twice: the last one counts, as json.loads decides.
+        json.dumps(full)[:-1] + f', "{endpoint.metrics[0].name}": 42}}',
+    ]
+
+
+@pytest.mark.parametrize("endpoint", USAGE_ENDPOINTS, ids=lambda e: e.name)
+def test_the_struct_and_the_dict_path_make_the_same_rows_for_every_endpoint(
+    endpoint: UsageEndpoint,
+) -> None:
+    texts = valid_results(endpoint)
+    struct = _result_struct(endpoint)
+    for item in endpoint_bucket(endpoint, texts).results.items:  # type: ignore[attr-defined]
+        struct.decode(item)  # each one takes the fast path
+
+    fast, by_dict = both_paths(endpoint, texts)
+
+    assert fast == by_dict
+    assert isinstance(fast, list) and len(fast) == len(texts)
+    assert all(row[-1] is None for row in fast)  # no unknown field: no `result` JSON
+    assert fast[-1][3 + len(endpoint.dimensions)] == 42
+
+
+@pytest.mark.parametrize("endpoint", USAGE_ENDPOINTS, ids=lambda e: e.name)
+def test_an_unknown_field_still_lands_in_the_result_column(endpoint: UsageEndpoint) -> None:
+    drifted = {**full_result(endpoint), "input_cache_write_7d_tokens": 3, "labels": {"a": [None]}}
+    texts = [json.dumps(full_result(endpoint)), json.dumps(drifted)]
+
+    fast, by_dict = both_paths(endpoint, texts)
+
+    assert fast == by_dict
+    assert isinstance(fast, list)
+    assert fast[0][-1] is None
+    assert json.loads(fast[1][-1]) == {"input_cache_write_7d_tokens": 3, "labels": {"a": [None]}}
+    assert fast[1][:-1] == fast[0][:-1]
+
+
+def completions_text(**fields: Any) -> str:
+    """A completions result with `fields` replaced (a field given as ... is left out)."""
+    result = {**full_result(COMPLETIONS), **fields}
+    return json.dumps({k: v for k, v in result.items() if v is not ...})
+
+
+HUGE = 10**400  # json.loads reads 1e400 as inf
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (completions_text(input_tokens=True), "input_tokens=True is not an integer token count"),
+        (completions_text(input_tokens=1.0), "input_tokens=1.0 is not an integer token count"),
+        (completions_text(input_tokens="12"), "input_tokens='12' is not an integer token count"),
+        (completions_text(input_tokens=[1]), "input_tokens=[1] is not an integer token count"),
+        (completions_text(input_tokens=math.nan), "input_tokens=nan is not an integer token count"),
+        (
+            completions_text(input_tokens=HUGE).replace(str(HUGE), "1e400"),
+            "input_tokens=inf is not an integer token count",
+        ),
+        (completions_text(input_tokens=-1), "input_tokens=-1 is negative"),
+        (
+            completions_text(input_tokens=2**63),
+            f"input_tokens={2**63} is larger than a PostgreSQL bigint can hold ({BIGINT_MAX})",
+        ),
+        (completions_text(input_tokens=None), "required field 'input_tokens' is missing or null"),
+        (completions_text(input_tokens=...), "required field 'input_tokens' is missing or null"),
+        (
+            completions_text(num_model_requests=...),
+            "required field 'num_model_requests' is missing or null",
+        ),
+        (completions_text(input_cached_tokens=-5), "input_cached_tokens=-5 is negative"),
+        (
+            completions_text(output_image_tokens=False),
+            "output_image_tokens=False is not an integer token count",
+        ),
+        (completions_text(batch=1), "batch=1 is not a boolean"),
+        (completions_text(batch="true"), "batch='true' is not a boolean"),
+        (completions_text(model=5), "model=5 is not a string"),
+        (completions_text(model=True), "model=True is not a string"),
+        (completions_text(user_id={"id": "u"}), "user_id={'id': 'u'} is not a string"),
+        (
+            completions_text(model="a\x00b"),
+            "model='a\\x00b' contains a NUL character, which PostgreSQL text cannot store",
+        ),
+        (
+            completions_text(api_source="a\ud800b"),
+            "api_source='a\\ud800b' contains a lone surrogate, which is not valid Unicode text",
+        ),
+        (
+            completions_text(object="organization.usage.embeddings.result"),
+            "object='organization.usage.embeddings.result', "
+            "expected 'organization.usage.completions.result'",
+        ),
+        (
+            completions_text(object=None),
+            "object=None, expected 'organization.usage.completions.result'",
+        ),
+        ("[1, 2]", "is a list, expected an object"),
+        ('"text"', "is a str, expected an object"),
+        ("7", "is a int, expected an object"),
+        ("null", "is a NoneType, expected an object"),
+    ],
+)
+def test_what_the_struct_refuses_is_the_payload_error_it_was(text: str, message: str) -> None:
+    decode = _result_struct(COMPLETIONS).decode
+    if "NUL" in message:  # the struct takes it; the text check after it refuses it
+        decode(msgspec.Raw(text.encode()))
+    else:  # refused by the struct: the dict path decides, as before
+        with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
+            decode(msgspec.Raw(text.encode()))
+
+    fast, by_dict = both_paths(COMPLETIONS, [completions_text(), text])
+
+    separator = " " if message.startswith("is a") else ": "
+    expected = f"PayloadError: usage bucket {START_ISO} result #1{separator}{message}"
+    assert fast == by_dict == expected
+
+
+def test_a_refused_first_value_of_a_key_given_twice_is_decided_by_the_dict_path() -> None:
+    text = completions_text(input_tokens=-1)[:-1] + ', "input_tokens": 5}'  # json: the last
+
+    fast, by_dict = both_paths(COMPLETIONS, [text])
+
+    assert fast == by_dict
+    assert isinstance(fast, list) and fast[0][USAGE_COPY_COLUMNS.index("input_tokens")] == 5
+
+
+def test_a_view_the_struct_refuses_is_named_by_its_endpoint_and_index() -> None:
+    bad = {**full_result(IMAGES), "images": -3}
+    texts = [json.dumps(full_result(IMAGES))] * 2 + [json.dumps(bad)]
+
+    fast, by_dict = both_paths(IMAGES, texts)
+
+    assert (
+        fast
+        == by_dict
+        == f"PayloadError: images usage bucket {START_ISO} result #2: images=-3 is negative"
+    )
+
+
+#: Values of every kind the API could send in place of a field's.
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=5),
+    st.sampled_from([0, BIGINT_MAX, BIGINT_MAX + 1, 2**64, -(2**63)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.sampled_from(["a\x00", "\u00e9", "x\ud800", "\\u0000", "proj_a"]),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@st.composite
+def drifted_results(draw: st.DrawFn) -> tuple[UsageEndpoint, list[str]]:
+    """A valid result of some endpoint with a few fields replaced, removed or added."""
+    endpoint = draw(st.sampled_from(USAGE_ENDPOINTS))
+    texts = []
+    for _ in range(draw(st.integers(1, 3))):
+        result: dict[str, Any] = full_result(endpoint)
+        names = st.sampled_from(["object", *result, "new_field"])
+        for name in draw(st.lists(names, max_size=3)):
+            if draw(st.booleans()):
+                result[name] = draw(json_values)
+            else:
+                result.pop(name, None)
+        texts.append(json.dumps(result))
+    return endpoint, texts
+
+
+@settings(max_examples=300, deadline=None)
+@given(drifted_results())
+def test_the_struct_never_changes_what_a_result_becomes(
+    case: tuple[UsageEndpoint, list[str]],
+) -> None:
+    fast, by_dict = both_paths(*case)
+
+    assert fast == by_dict

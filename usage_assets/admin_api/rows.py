@@ -10,20 +10,32 @@ what PostgreSQL cannot store: a count beyond bigint, a NUL character in a dimens
 API adds tomorrow are not an error: they are kept in the `result` JSON column (which holds only
 the fields without a column of their own), where a NUL character (which jsonb rejects) is kept
 as the six characters `\\u0000`.
+
+A result still held as its JSON (a `msgspec.Raw` of `UsageResults`) is decoded straight into its
+endpoint's struct (`_result_struct`), which accepts only what the dict path passes with no
+unknown field (its text dimensions are then checked for a NUL as before), so the row is the
+struct's fields: 4.6 -> 1.6 us a row on a page of 10,000 completions results (5.0 -> 2.0 us
+with the page's envelope). Whatever the struct refuses (a field added tomorrow, any drift) is
+decoded into a dict and takes the dict path, whose checks and messages decide as before.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, cast
+
+import msgspec
 
 from usage_assets.admin_api.endpoints import COMPLETIONS, UsageEndpoint
 from usage_assets.admin_api.usage import UsageBucket, in_time_order
+from usage_assets.admin_api.usage_pages import UsageResults
 from usage_assets.errors import IncompleteDayError, PayloadError
 from usage_assets.settings import DEFAULT_ORGANIZATION_LABEL
 
@@ -201,6 +213,50 @@ def normalize_result(
 
 
 _PYTHON_TYPES = {"text": str, "boolean": bool}
+#: A count as the struct accepts it: an int (never a bool, a float or null), 0..bigint.
+_Count = Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX)]
+_STRUCT_REFUSALS = (msgspec.DecodeError, msgspec.ValidationError)
+
+
+@dataclass(frozen=True)
+class _ResultStruct:
+    """The fast path of one endpoint's results: a result's JSON decoded straight into a struct
+    of exactly its known fields, which accepts only what `_is_valid` passes."""
+
+    #: The struct of the result; raises a `_STRUCT_REFUSALS` error for anything else.
+    decode: Callable[[msgspec.Raw], Any]
+    #: The struct's dimensions and metrics, in column order.
+    values: Callable[[Any], tuple[Any, ...]]
+    #: Positions of the text dimensions in `values` (checked for a NUL or a lone surrogate).
+    text_at: tuple[int, ...]
+
+
+@functools.cache
+def _result_struct(endpoint: UsageEndpoint) -> _ResultStruct:
+    """`endpoint`'s result struct: `object` (its `result_object`, or absent), each dimension a
+    str or bool or null (or absent), each required metric a count, each optional one a count or
+    null (or absent). An unknown field, a wrong type, a bool for a count, a negative or too
+    large count, a required metric absent or null: all refused, and left to the dict path."""
+    dimensions = [
+        (d.name, (str if d.type == "text" else bool) | None, None) for d in endpoint.dimensions
+    ]
+    metrics = [
+        (m.name, _Count) if m.required else (m.name, _Count | None, None) for m in endpoint.metrics
+    ]
+    kind = endpoint.result_object
+    struct = msgspec.defstruct(
+        f"{endpoint.name}_result",
+        [("object", Literal[kind], kind), *dimensions, *metrics],
+        kw_only=True,  # required metrics may follow fields with a default
+        forbid_unknown_fields=True,
+        gc=False,  # nothing but str, bool, int and None: no cycles to collect
+    )
+    names = (*endpoint.dimension_names, *endpoint.metric_names)
+    return _ResultStruct(
+        msgspec.json.Decoder(struct).decode,
+        operator.attrgetter(*names),
+        tuple(at for at, d in enumerate(endpoint.dimensions) if d.type == "text"),
+    )
 
 
 def _rows(
@@ -215,7 +271,25 @@ def _rows(
     dim_types = tuple(_PYTHON_TYPES[d.type] for d in endpoint.dimensions)
     expected, required = endpoint.result_object, len(endpoint.required_metrics)
     known = frozenset(("object", *dimensions, *metrics))
-    for index, result in enumerate(results, first_index):
+    # A bucket's results from the API may hold Raw views: those take the fast path.
+    fast = _result_struct(endpoint) if isinstance(results, UsageResults) else None
+    items: Iterable[Any] = results.items if isinstance(results, UsageResults) else results
+    raw = msgspec.Raw
+    for index, result in enumerate(items, first_index):
+        if fast is not None and type(result) is raw:
+            # The common case: the JSON is the row, with no field unknown (the result column
+            # None). Anything the struct refuses is decoded as before and meets the dict path.
+            try:
+                values = fast.values(fast.decode(result))
+            except _STRUCT_REFUSALS:
+                result = cast("UsageResults", results)[index - first_index]
+            else:
+                for at in fast.text_at:
+                    value = values[at]
+                    if value is not None and ("\x00" in value or not _is_utf8(value)):
+                        _refuse_text(list(values[: len(dimensions)]), bucket, index, endpoint)
+                yield (organization, start, end, *values, None)
+                continue
         if type(result) is dict:
             get = result.get
             dims = [get(name) for name in dimensions]

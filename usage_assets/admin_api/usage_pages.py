@@ -113,6 +113,13 @@ class UsageResults(Sequence[Any]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def items(self) -> list[Any]:
+        """The results as held, undecoded: `msgspec.Raw` views (the fast path) or objects
+        `json` decoded. `rows._rows` decodes a Raw one straight into its endpoint's struct,
+        and reads one the struct refuses as `self[position]`, the object `json` would make."""
+        return self._items
+
     @overload
     def __getitem__(self, index: int) -> Any: ...
     @overload
