@@ -56,8 +56,8 @@ test: $(STAMP) $(SUPERSET_STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-# The benchmark of README "Performance" (about half an hour on 2 CPUs); it prints a table.
-# A quick look: make bench ARGS="--days 2 --backfill-days 31"
+# The benchmark of README "Performance" (about 20 minutes on 2 CPUs); it prints a table.
+# A quick look: make bench ARGS="--days 2 --backfill-days 0"
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 

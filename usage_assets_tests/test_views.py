@@ -68,6 +68,7 @@ MONEY = {
     "v_usage_daily_cost": ["cost_usd"],
     "v_reconciliation_daily": ["estimated_usd", "billed_usd", "difference_usd"],
     "v_cost_allocation_daily": ["billed_usd", "estimated_usd", "unallocated_usd"],
+    "v_cost_allocation_project_daily": ["billed_usd", "estimated_usd", "unallocated_usd"],
     "v_budget_status": ["spend_to_date_usd", "remaining_usd", "forecast_usd"],
 }
 #: The views that show usage or cost rows: each has a boolean `simulated` (FOCUS: x_Simulated).
@@ -83,6 +84,7 @@ USAGE_VIEWS = [
     "v_usage_day_revisions",
     "v_usage_late_arrival",
     "v_cost_allocation_daily",
+    "v_cost_allocation_project_daily",
     "v_budget_status",
 ]
 
@@ -363,6 +365,30 @@ def test_views_add_up_on_a_simulated_day(
     )
     assert allocated == billed
     assert allocated != exact  # the simulator bills with 16 decimals: rounding mattered
+    # Per day and project (migration 0021): the finer view's sums, to the micro-dollar.
+    fine = {
+        (r.usage_date, r.project_id): (r.billed, r.estimated, r.unallocated, r.n)
+        for r in rows(
+            engine,
+            "SELECT usage_date, project_id, sum(billed_usd) AS billed, "
+            "round(sum(estimated_usd), 6) AS estimated, sum(unallocated_usd) AS unallocated, "
+            f"sum(line_items) AS n FROM {S}.v_cost_allocation_daily GROUP BY 1, 2",
+        )
+    }
+    coarse = {
+        (r.usage_date, r.project_id): (r.billed_usd, r.estimated_usd, r.unallocated_usd, r.n)
+        for r in rows(
+            engine,
+            "SELECT usage_date, project_id, billed_usd, estimated_usd, unallocated_usd, "
+            f"line_items AS n FROM {S}.v_cost_allocation_project_daily",
+        )
+    }
+    assert len(coarse) >= 3
+    assert coarse.keys() == fine.keys()
+    for key, (billed_usd, estimated_usd, unallocated_usd, n) in coarse.items():
+        f_billed, f_estimated, f_unallocated, f_n = fine[key]
+        assert (billed_usd, unallocated_usd, n) == (f_billed, f_unallocated, f_n), key
+        assert abs(estimated_usd - f_estimated) <= f_n * MICRO, key
 
 
 # ---------------------------------------------------------------------------- migration 0015
