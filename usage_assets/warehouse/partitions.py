@@ -156,10 +156,10 @@ def refresh_statistics(
     its first read. Their statistics are sampled again by autovacuum's rule, applied at once
     rather than a minute later: a partition never analyzed, or one where more than 10% of its
     rows changed since (`flush_table_counters` makes a load's changes count at once). A day
-    replaced in a month of 30 keeps its statistics (a sample of 30,000
-    rows was 70% of the replace's extra time); the first days of a month are analyzed. The
-    parent is analyzed alone whenever one of its partitions is (autovacuum never analyzes a
-    partitioned table, and queries over several months plan with its statistics). SKIP_LOCKED
+    replaced in a month of 30 keeps its statistics (sampling 30,000 rows again was 70% of the
+    replace's extra time); the first days of a month are analyzed. The parent is analyzed alone
+    whenever one of its partitions is (autovacuum never analyzes a partitioned table, and
+    queries over several months plan with its statistics). SKIP_LOCKED
     leaves a partition to a running autovacuum. Before PostgreSQL 17 (no ANALYZE ONLY) the
     parent's ANALYZE also samples every partition again. Returns the partitions analyzed."""
     names = [partition_name(table.name, m) for m in months_of(first_day, end_day) if m < end_day]
