@@ -202,15 +202,6 @@ def _price_days(
 ) -> SyncReport:
     bounds = period_bounds(first, end, organization)
     report = sync_price_snapshot(conn, prices, reprice=reprice)
-    models = conn.execute(
-        text(
-            f"SELECT DISTINCT model FROM {S}.completions_usage_hourly "
-            "WHERE organization = :organization AND bucket_start >= :start "
-            "AND bucket_start < :end_ts AND model IS NOT NULL"
-        ),
-        bounds,
-    ).scalars()
-    sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
     lock_days(conn, "project_daily_costs", first, end, organization)
     # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
@@ -232,6 +223,16 @@ def _price_days(
             {"organization": organization, "start": day_bounds["start"],
              "end": day_bounds["end_ts"]},
         )  # fmt: skip
+    # The models the days used, from the rollup just built (not another pass over the hours).
+    models = conn.execute(
+        text(
+            f"SELECT DISTINCT model FROM {S}.completions_usage_daily "
+            "WHERE organization = :organization AND usage_date >= :first "
+            "AND usage_date < :end AND model IS NOT NULL"
+        ),
+        bounds,
+    ).scalars()
+    sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
     conn.execute(
         text(PRICE_USAGE_SQL),
         {"organization": organization, "first": first, "end": end},

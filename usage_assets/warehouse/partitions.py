@@ -76,8 +76,8 @@ def _existing(conn: Connection, table: Table) -> set[str]:
 
 
 def _create_month(conn: Connection, table: Table, month: dt.date) -> None:
-    schema, name = table.schema, table.name
-    partition = f'"{schema}"."{partition_name(name, month)}"'
+    name = table.name
+    partition = _listed(table, [partition_name(name, month)])
     start = dt.datetime.combine(month, dt.time(), dt.UTC)
     end = dt.datetime.combine(next_month(month), dt.time(), dt.UTC)
     bounds = {"start": start, "end": end}
@@ -97,7 +97,7 @@ def _create_month(conn: Connection, table: Table, month: dt.date) -> None:
     if targets:
         alter = ", ".join(f'ALTER COLUMN "{column}" SET STATISTICS {n}' for column, n in targets)
         conn.execute(text(f"ALTER TABLE {partition} {alter}"))
-    default = f'"{schema}"."{default_partition_name(name)}"'
+    default = _listed(table, [default_partition_name(name)])
     if default_partition_name(name) in _existing(conn, table):
         conn.execute(
             text(
@@ -184,6 +184,7 @@ def refresh_statistics(
 
 
 def _listed(table: Table, names: list[str]) -> str:
+    """`names` (partitions of `table`) as quoted, schema-qualified SQL, comma-separated."""
     return ", ".join(f'"{table.schema}"."{name}"' for name in names)
 
 
