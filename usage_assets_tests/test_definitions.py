@@ -145,9 +145,11 @@ def test_every_table_asset_describes_every_column(monkeypatch: pytest.MonkeyPatc
         described.add(name)
     # Every table is an asset but the price snapshot (written by the cost assets), the loads'
     # bookkeeping (written by the usage assets, each day in its own transaction) and the daily
-    # completions rollup (rebuilt inside project_daily_costs' transaction, which prices from it).
+    # rollups (rebuilt inside project_daily_costs' and usage_daily_costs' transactions, which
+    # price from them).
     not_assets = {
         "completions_usage_daily",
+        "unit_usage_daily",
         "model_prices",
         "model_aliases",
         "unit_prices",

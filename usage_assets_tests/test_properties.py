@@ -175,10 +175,22 @@ def test_sql_pricing_matches_the_documented_rules(
             ),
             {**tokens, "id": price_id},
         ).scalar_one()
+        # The per-kind costs (the bill's line items) add up to the total, NULL where it is.
+        by_kind_total, any_unpriced = conn.execute(
+            text(
+                "SELECT sum(k.cost_usd), bool_or(k.cost_usd IS NULL) "
+                "FROM openai_usage.model_prices p "
+                f"CROSS JOIN LATERAL openai_usage.estimate_cost_by_kind(p, {kinds}) k "
+                "WHERE price_id = :id"
+            ),
+            {**tokens, "id": price_id},
+        ).one()
         conn.execute(
             text("DELETE FROM openai_usage.model_prices WHERE price_id = :id"), {"id": price_id}
         )
-    assert got == expected_cost(prices, tokens)
+    expected = expected_cost(prices, tokens)
+    assert got == expected
+    assert (None if any_unpriced else by_kind_total) == expected
 
 
 def expected_kinds(row: dict[str, Any]) -> dict[str, int]:

@@ -1025,3 +1025,84 @@ def test_migration_0008_up_and_down(fresh_url: str, server_version: tuple[int, i
         engine.dialect.server_version_info = real
     if server_version is None:  # (the PostgreSQL 14 indexes are not the models' constraints)
         command.check(alembic_config(fresh_url))
+
+
+# ---------------------------------------------------------------------------- migration 0023
+
+ROLLUP = (
+    f"SELECT usage_date, usage_kind, project_id, api_key_id, user_id, model, detail, quantity, "
+    f"num_model_requests FROM {S}.unit_usage_daily "
+    "ORDER BY usage_date, usage_kind, project_id, api_key_id NULLS FIRST, user_id NULLS FIRST, "
+    "model, detail::text"
+)
+
+
+def _rollup(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(ROLLUP))]
+
+
+def test_the_daily_unit_rollup_follows_the_hours_and_0023_refills_it(fresh_url: str) -> None:
+    """unit_usage_daily (what the estimate and the allocation read) holds each priced day's
+    hours summed per kind, key, user, model and priced dimensions, in the endpoint's own unit;
+    pricing again does not double it; the estimate priced from it is the hours' usage; down to
+    0022 and up again refills it for the days priced only."""
+    migrate(fresh_url)
+    engine = engine_for(fresh_url)
+    for day in (DAY, NEXT):
+        usage(
+            engine, "audio_transcriptions",
+            {"project_id": "p", "api_key_id": "k1", "model": "whisper-1", "seconds": 90,
+             "num_model_requests": 2},
+            {"project_id": "p", "api_key_id": "k1", "model": "whisper-1", "seconds": 30,
+             "num_model_requests": 1, "hour": 11},
+            {"project_id": "p", "api_key_id": "k2", "user_id": "u", "model": "whisper-1",
+             "seconds": 100, "num_model_requests": 1, "hour": 12},
+            day=day,
+        )  # fmt: skip
+        usage(
+            engine, "images",
+            {"project_id": "p", "api_key_id": "k1", "model": "dall-e-3", "size": "1024x1024",
+             "source": "image.generation", "images": 3},
+            {"project_id": "p", "api_key_id": "k1", "model": "dall-e-3", "size": "1024x1024",
+             "source": "image.generation", "images": 4, "hour": 13},
+            {"project_id": "p", "api_key_id": "k1", "model": "dall-e-3", "size": "1792x1024",
+             "source": "image.generation", "images": 2},
+            day=day,
+        )  # fmt: skip
+        usage(engine, "code_interpreter_sessions", {"project_id": "q", "num_sessions": 7}, day=day)
+        for hour in range(12):
+            usage(engine, "vector_stores", {"project_id": "q", "usage_bytes": 2 * GIB,
+                                            "hour": hour}, day=day)  # fmt: skip
+    inputs = PricingInputs(None)
+    price_unit_usage(engine, DAY, NEXT, inputs)
+    price_unit_usage(engine, DAY, NEXT, inputs)  # again: replaced, not doubled
+    big, wide = (
+        {"size": "1024x1024", "source": "image.generation"},
+        {
+            "size": "1792x1024",
+            "source": "image.generation",
+        },
+    )
+    written = _rollup(engine)
+    assert written == [
+        (DAY, "audio_transcriptions", "p", "k1", None, "whisper-1", {}, 120, 3),
+        (DAY, "audio_transcriptions", "p", "k2", "u", "whisper-1", {}, 100, 1),
+        (DAY, "code_interpreter_sessions", "q", None, None, None, {}, 7, None),
+        (DAY, "images", "p", "k1", None, "dall-e-3", big, 7, 0),
+        (DAY, "images", "p", "k1", None, "dall-e-3", wide, 2, 0),
+        (DAY, "vector_stores", "q", None, None, None, {}, Decimal("1"), None),
+    ]
+    assert unit_quantity_mismatches(engine, DAY, NEXT) == []
+    with engine.connect() as conn:
+        minutes = conn.execute(
+            text(
+                f"SELECT quantity FROM {S}.usage_daily_costs "
+                "WHERE usage_kind = 'audio_transcriptions'"
+            )
+        ).scalar_one()
+    assert abs(minutes - Decimal(220) / 60) < Decimal("1e-15")  # 220 s in minutes
+    command.downgrade(alembic_config(fresh_url), "0022")
+    assert "unit_usage_daily" not in inspect(engine).get_table_names(schema=S)
+    migrate(fresh_url)
+    assert _rollup(engine) == written

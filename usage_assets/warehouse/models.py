@@ -729,6 +729,36 @@ COMPLETIONS_USAGE_DAILY = Table(
 )  # fmt: skip
 
 
+UNIT_USAGE_DAILY = Table(
+    "unit_usage_daily",
+    Base.metadata,
+    Column("organization", Text, nullable=False, server_default=DEFAULT_ORGANIZATION,
+           comment=ORGANIZATION_COMMENT),
+    Column("usage_date", Date, nullable=False, comment="The UTC day of the usage."),
+    Column("usage_kind", Text, nullable=False,
+           comment="The endpoint (a usage kind of usage_daily_costs)."),
+    Column("project_id", Text, comment="Project; NULL: the default project (or not grouped)."),
+    Column("api_key_id", Text,
+           comment="API key; NULL where the endpoint has none (vector stores, code "
+           "interpreter) or for usage without a key."),
+    Column("user_id", Text, comment="User; NULL where the endpoint has none, or no user."),
+    Column("model", Text, comment="As reported; NULL for kinds without a model."),
+    Column("detail", JSONB, nullable=False,
+           comment="The priced dimensions, as in usage_daily_costs."),
+    Column("quantity", Numeric, nullable=False,
+           comment="The day's usage in the endpoint's own unit (seconds, not minutes; "
+           "vector stores: GiB-days)."),
+    Column("num_model_requests", BigInteger,
+           comment="Summed where the endpoint reports it, else NULL."),
+    Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now(),
+           comment=COMPUTED_AT_COMMENT),
+    Index("ix_unit_usage_daily_organization_usage_date", "organization", "usage_date"),
+    comment="Usage of every endpoint but completions per UTC day, kind, project, API key, "
+    "user, model and priced dimensions: the one pass over the hourly rows that the estimate "
+    "(usage_daily_costs) and the allocation share; rebuilt with usage_daily_costs.",
+)  # fmt: skip
+
+
 class ProjectDailyCost(Base):
     """Estimated cost per day, project, model, batch flag and service tier."""
 
