@@ -150,15 +150,38 @@ SAME_KIND = " AND r.line_item_kind = b.line_item_kind"
 POSITIVE = " AND r.estimated_usd > 0"
 
 
+#: The `allocation_basis` of a share of level `s.level` (the module docstring's levels).
+_BASIS_NAME = """CASE s.level WHEN 1 THEN 'estimated cost of the token kind'
+                    WHEN 2 THEN 'estimated cost of the model'
+                    WHEN 3 THEN 'estimated cost'
+                    ELSE 'usage quantity' END"""
+
 ALLOCATE_SQL = f"""
 INSERT INTO {S}.{TABLE} (
     organization, usage_date, project_id, line_item, api_key_id, user_id, model, usage_kind,
     allocated_usd, currency, estimated_usd, quantity, quantity_unit, allocation_basis,
     unallocated_reason)
-WITH basis AS MATERIALIZED (
+WITH usage_rows AS MATERIALIZED (
+    {BASIS_SQL}
+),
+-- The day's bill, read once (the table keeps each row's whole API result too).
+day_costs AS MATERIALIZED (
+    SELECT organization, usage_date, project_id, line_item, api_key_id, user_id, line_item_model,
+           line_item_kind, group_by, amount_usd, quantity, quantity_unit, currency
+    FROM {S}.costs_daily
+    WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+),
+-- base_model() (a regular expression) once per model, not once per row of a day's usage and
+-- bill (tens of thousands of rows, a few dozen models).
+base_models AS MATERIALIZED (
+    SELECT model, {S}.base_model(model) AS base_model
+    FROM (SELECT model FROM usage_rows UNION SELECT line_item_model FROM day_costs) m
+    WHERE model IS NOT NULL
+),
+basis AS MATERIALIZED (
     SELECT x.*, coalesce(x.project_id, '') AS project_key, coalesce(x.api_key_id, '') AS key_key,
-           coalesce(x.user_id, '') AS user_key, {S}.base_model(x.model) AS base_model
-    FROM ({BASIS_SQL}) x
+           coalesce(x.user_id, '') AS user_key, m.base_model
+    FROM usage_rows x LEFT JOIN base_models m ON m.model = x.model
 ),
 -- The family of each line item and unit billed, once each (the function is the costly part of
 -- a bill's row; a large organization's day has tens of thousands of rows, a few dozen items).
@@ -168,14 +191,13 @@ families_billed AS MATERIALIZED (
     FROM (
         SELECT DISTINCT coalesce(line_item, '') AS line_item_key,
                coalesce(quantity_unit, '') AS unit_key
-        FROM {S}.costs_daily
-        WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+        FROM day_costs
     ) d
 ),
 billed AS MATERIALIZED (
     SELECT row_number() OVER () AS gid, coalesce(g.project_id, '') AS project_key,
            coalesce(g.api_key_id, '') AS key_key, coalesce(g.user_id, '') AS user_key,
-           {S}.base_model(g.line_item_model) AS base_model, g.*
+           m.base_model, g.*
     FROM (
         SELECT c.organization, c.usage_date, c.project_id, c.line_item, c.api_key_id, c.user_id,
                f.family, c.line_item_model, c.line_item_kind,
@@ -183,13 +205,13 @@ billed AS MATERIALIZED (
                'user_id' = ANY(coalesce(c.group_by, '{{}}')) AS by_user,
                sum(c.amount_usd) AS billed_usd, sum(c.quantity) AS billed_quantity,
                min(c.quantity_unit) AS quantity_unit, min(c.currency) AS currency
-        FROM {S}.costs_daily c
+        FROM day_costs c
         JOIN families_billed f
           ON f.line_item_key = coalesce(c.line_item, '')
          AND f.unit_key = coalesce(c.quantity_unit, '')
-        WHERE c.organization = :organization AND c.usage_date >= :first AND c.usage_date < :end
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
     ) g
+    LEFT JOIN base_models m ON m.model = g.line_item_model
 ),
 -- The usage rows a billed amount may go to: its project, day and family (and its key and
 -- user when the bill was grouped by them). The levels of the module docstring, each asked only
@@ -234,17 +256,24 @@ chosen AS (
 families AS (
     SELECT DISTINCT organization, usage_date, project_key, usage_kind FROM basis
 ),
-shares AS (
+shares AS MATERIALIZED (
     SELECT c.gid, c.api_key_id, c.user_id, c.model, c.usage_kind, ch.level,
            sum(c.weight) AS weight, sum(c.estimated_usd) AS estimated_usd
     FROM candidates c JOIN chosen ch ON ch.gid = c.gid AND ch.level = c.level
     GROUP BY 1, 2, 3, 4, 5, 6
+),
+-- Nearly every billed amount has one share (its model's token kind used by one key and user):
+-- that share is the amount itself, which the rule below gives too. Only the others go through
+-- the largest-remainder rule (its numeric division and two sorts were most of a day's time).
+shared AS MATERIALIZED (
+    SELECT gid FROM shares GROUP BY gid HAVING count(*) > 1
 ),
 quotas AS (
     SELECT s.*, b.billed_usd, b.billed_quantity,
            abs(b.billed_usd) * 1000000 * s.weight AS scaled,
            sum(s.weight) OVER (PARTITION BY s.gid) AS total_weight
     FROM shares s JOIN billed b ON b.gid = s.gid
+    WHERE s.gid IN (SELECT gid FROM shared)
 ),
 ranked AS (
     SELECT q.*,
@@ -277,12 +306,15 @@ SELECT b.organization, b.usage_date, b.project_id, b.line_item, s.api_key_id, s.
        s.estimated_usd,
        b.billed_quantity * s.weight / s.total_weight,
        b.quantity_unit,
-       CASE s.level WHEN 1 THEN 'estimated cost of the token kind'
-                    WHEN 2 THEN 'estimated cost of the model'
-                    WHEN 3 THEN 'estimated cost'
-                    ELSE 'usage quantity' END,
+       {_BASIS_NAME},
        NULL
 FROM settled s JOIN billed b ON b.gid = s.gid
+UNION ALL
+SELECT b.organization, b.usage_date, b.project_id, b.line_item, s.api_key_id, s.user_id, s.model,
+       s.usage_kind, b.billed_usd, coalesce(b.currency, 'usd'), s.estimated_usd,
+       b.billed_quantity, b.quantity_unit, {_BASIS_NAME}, NULL
+FROM shares s JOIN billed b ON b.gid = s.gid
+WHERE NOT EXISTS (SELECT 1 FROM shared x WHERE x.gid = s.gid)
 UNION ALL
 SELECT b.organization, b.usage_date, b.project_id, b.line_item,
        CASE WHEN b.by_key THEN b.api_key_id END, CASE WHEN b.by_user THEN b.user_id END,
