@@ -1,4 +1,4 @@
-"""`estimate_cost_usd()` as one expression the planner inlines
+"""`estimate_cost_usd()` as one expression the planner inlines; `estimate_by_kind()`
 
 Revision ID: 0022
 Revises: 0021
@@ -11,9 +11,13 @@ same rules written as one expression (the five token kinds' costs added; NULL wh
 rate is missing, as before, since `+` with NULL is NULL) are inlined into the query that calls
 them: 3.0 s for the month, the same costs to the last digit (numeric addition is exact).
 
-Both functions are written from one list of the kinds' costs below, so the total and the
-per-kind costs (the bill's line items) cannot drift apart. Frozen like every migration: the
-SQL is written out here.
+`estimate_by_kind()` is `estimate_cost_by_kind()` with each billed kind's tokens beside its
+cost, for the allocation of the bill (which shares a line item by the tokens or cost of its
+kind, and had its own copy of which token kinds make which billed kind).
+
+All three are written from one list of the billed kinds below (their tokens and costs), so the
+total, the per-kind costs and the per-kind tokens cannot drift apart. Frozen like every
+migration: the SQL is written out here.
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ ARG_NAMES = (
     "text_uncached, text_cached, cache_write_30m, cache_write_12h, audio_uncached, "
     "audio_cached, image_uncached, image_cached, out_text, out_audio, out_image"
 )
+
+#: Each billed line-item kind's tokens (the token kinds it is made of).
+KIND_TOKENS = {
+    "input": "text_uncached + audio_uncached + image_uncached",
+    "cached input": "text_cached + audio_cached + image_cached",
+    "cache writes": "cache_write_30m",
+    "cache writes - 12hr": "cache_write_12h",
+    "output": "out_text + out_audio + out_image",
+}
 
 #: (billed line-item kind, its cost) as in migration 0004: the rules' one place.
 KIND_COSTS = [
@@ -70,6 +83,9 @@ KIND_COSTS = [
 ]
 
 _ROWS = ",\n    ".join(f"('{kind}', {cost})" for kind, cost in KIND_COSTS)
+_ROWS_WITH_TOKENS = ",\n    ".join(
+    f"('{kind}', {KIND_TOKENS[kind]}, {cost})" for kind, cost in KIND_COSTS
+)
 _SUM = "\n         + ".join(f"({cost})" for _, cost in KIND_COSTS)
 
 BY_KIND = f"""
@@ -77,6 +93,14 @@ CREATE OR REPLACE FUNCTION {S}.estimate_cost_by_kind({KIND_ARGS})
 RETURNS TABLE (line_item_kind text, cost_usd numeric) LANGUAGE sql STABLE AS $$
     VALUES
     {_ROWS}
+$$
+"""
+
+WITH_TOKENS = f"""
+CREATE FUNCTION {S}.estimate_by_kind({KIND_ARGS})
+RETURNS TABLE (line_item_kind text, tokens numeric, cost_usd numeric) LANGUAGE sql STABLE AS $$
+    VALUES
+    {_ROWS_WITH_TOKENS}
 $$
 """
 
@@ -99,8 +123,10 @@ $$
 
 def upgrade() -> None:
     op.execute(BY_KIND)
+    op.execute(WITH_TOKENS)
     op.execute(TOTAL)
 
 
 def downgrade() -> None:
     op.execute(OLD_TOTAL)
+    op.execute(f"DROP FUNCTION {S}.estimate_by_kind")

@@ -42,17 +42,6 @@ TABLE = "cost_allocation_daily"
 MICRO_USD = Decimal("0.000001")
 _ARGS = ", ".join(f"a.{kind}" for kind in TOKEN_KINDS)
 
-#: Tokens of each billed token kind (the kinds of `estimate_cost_by_kind()`, migration 0004).
-_TOKENS_BY_KIND = """(VALUES
-    ('input', a.input_text_uncached_tokens + a.input_audio_uncached_tokens
-              + a.input_image_uncached_tokens),
-    ('cached input', a.input_text_cached_tokens + a.input_audio_cached_tokens
-                     + a.input_image_cached_tokens),
-    ('cache writes', a.input_cache_write_30m_tokens),
-    ('cache writes - 12hr', a.input_cache_write_12h_tokens),
-    ('output', a.output_text_tokens + a.output_audio_tokens + a.output_image_tokens)
-)"""
-
 
 def _same(column: str, left: str, right: str) -> str:
     """`left.column IS NOT DISTINCT FROM right.column` for a text column, written as an equality
@@ -67,7 +56,7 @@ def _same(column: str, left: str, right: str) -> str:
 _COMPLETIONS_BASIS = f"""
 SELECT a.organization, a.usage_date, a.project_id, a.api_key_id, a.user_id, a.model,
        'completions' AS usage_kind, k.line_item_kind, k.cost_usd AS estimated_usd,
-       q.tokens::numeric AS quantity
+       k.tokens AS quantity
 FROM (
     SELECT organization, usage_date, project_id, api_key_id, user_id, model, batch,
            service_tier, {KIND_COLUMNS}
@@ -81,8 +70,7 @@ LEFT JOIN {S}.project_daily_costs c
       AND coalesce(c.batch::int, -1) = coalesce(a.batch::int, -1)
       AND {_same("service_tier", "c", "a")}
 LEFT JOIN {S}.model_prices mp ON mp.price_id = c.price_id
-CROSS JOIN LATERAL {S}.estimate_cost_by_kind(mp, {_ARGS}) k
-JOIN LATERAL {_TOKENS_BY_KIND} q(line_item_kind, tokens) ON q.line_item_kind = k.line_item_kind
+CROSS JOIN LATERAL {S}.estimate_by_kind(mp, {_ARGS}) k
 """
 
 
