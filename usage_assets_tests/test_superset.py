@@ -6,7 +6,9 @@ superset` runs: read-only login, Superset's metadata, admin user, dashboard impo
 a free port, in a temporary data directory. Headless Chromium logs in as the admin and opens the
 dashboard; every chart must show what SQL over the same database says: the Big Numbers and the
 tables by their text, the two ECharts canvases by the data the page fetched for them. Then the
-Project filter must narrow the charts to one project.
+Project filter must narrow every chart to one project: each chart's query applies it (none
+rejects it), and each shows what SQL says for that project alone. The per-project charts read
+`v_cost_allocation_project_daily`, the others their own views (test_superset_bundle.py).
 
 Superset runs from its own virtual environment, `.superset-venv` (`make superset-install`, a
 prerequisite of `make test`); Chromium is Debian's (`scripts/install-browser.sh`), driven by
@@ -69,6 +71,9 @@ PARTITIONED = [
     cost_allocation_daily,
 ]
 S = "openai_usage"
+#: The views behind the charts (test_superset_bundle.CHART_VIEWS says which chart reads which).
+FINE = f"{S}.v_cost_allocation_daily"
+PER_PROJECT = f"{S}.v_cost_allocation_project_daily"
 PYTHON = Path(sys.executable)
 #: `setup` on a fresh data directory: about a minute on a quiet 2-core machine, three at the
 #: heaviest load seen (Superset's metadata migrations and `superset init` are most of it).
@@ -315,41 +320,52 @@ def signed_usd(value: Any) -> str:
     return f"{'-' if number < 0 else '+'}${abs(number):,.2f}"
 
 
-def rows(engine: Engine, query: str) -> list[tuple[Any, ...]]:
+def rows(engine: Engine, query: str, **params: Any) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(text(query)).all()]
+        return [tuple(row) for row in conn.execute(text(query), params).all()]
 
 
-def expected_tables(engine: Engine) -> dict[str, list[list[str]]]:
-    """Each table chart's rows as text, from SQL over the views the datasets use."""
+def where(project: str | None) -> str:
+    """The Project filter in SQL: every row, or the rows of one project (by name)."""
+    return "WHERE true" if project is None else "WHERE project_name = :project"
+
+
+def expected_tables(engine: Engine, project: str | None = None) -> dict[str, list[list[str]]]:
+    """Each table chart's rows as text, from SQL over the views the datasets use (`project`:
+    as the Project filter narrows them to that project)."""
+    w = where(project)
     per_project = rows(
         engine,
-        f"SELECT project_name, sum(billed_usd) FROM {S}.v_cost_allocation_daily "
-        "GROUP BY 1 ORDER BY 2 DESC",
+        f"SELECT project_name, sum(billed_usd) FROM {PER_PROJECT} {w} GROUP BY 1 ORDER BY 2 DESC",
+        project=project,
     )
     models = rows(
         engine,
         "SELECT COALESCE(model, '(' || replace(usage_kind, '_', ' ') || ')'), sum(billed_usd) "
-        f"FROM {S}.v_cost_allocation_daily GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
+        f"FROM {FINE} {w} GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
+        project=project,
     )
     keys = rows(
         engine,
         "SELECT project_name, COALESCE(api_key_name, api_key_id, '(no key)'), api_key_redacted, "
-        f"sum(billed_usd) FROM {S}.v_cost_allocation_daily GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+        f"sum(billed_usd) FROM {FINE} {w} GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+        project=project,
     )
     gaps = rows(
         engine,
         "SELECT project_name, sum(estimated_usd), sum(billed_usd), "
         "sum(estimated_usd) - sum(billed_usd), "
         "(sum(estimated_usd) - sum(billed_usd)) / NULLIF(sum(billed_usd), 0) "
-        f"FROM {S}.v_estimated_vs_billed GROUP BY 1 ORDER BY 3 DESC",
+        f"FROM {S}.v_estimated_vs_billed {w} GROUP BY 1 ORDER BY 3 DESC",
+        project=project,
     )
     budgets = rows(
         engine,
         "SELECT to_char(month, 'YYYY-MM'), concat_ws(' / ', COALESCE(project_name, project_id), "
         "COALESCE(api_key_name, api_key_id), COALESCE(user_name, user_email, user_id)), "
         "monthly_usd, spend_to_date_usd, percent_used, forecast_usd, forecast_percent, status "
-        f"FROM {S}.v_budget_status ORDER BY month DESC, percent_used DESC, 2",
+        f"FROM {S}.v_budget_status {w} ORDER BY month DESC, percent_used DESC, 2",
+        project=project,
     )
     total = float(sum(v for _, v in per_project))
     return {
@@ -421,20 +437,23 @@ def test_dashboard_shows_the_databases_numbers(
 ) -> None:
     # `page` last: Playwright's event loop must not be running while Dagster materializes.
     engine = usage_data
-    [(billed, bill, estimated)] = rows(
+    [(billed, fine_billed, bill, estimated)] = rows(
         engine,
-        f"SELECT (SELECT sum(billed_usd) FROM {S}.v_cost_allocation_daily), "
+        f"SELECT (SELECT sum(billed_usd) FROM {PER_PROJECT}), "
+        f"(SELECT sum(billed_usd) FROM {FINE}), "
         # The view shows micro-dollars: each billed amount's shares sum to it rounded to 6
         # decimals (README "BI tools"), so the bill here is rounded the same way.
         f"(SELECT sum(round(usd, 6)) FROM (SELECT sum(amount_usd) AS usd FROM {S}.costs_daily "
         "  GROUP BY organization, usage_date, project_id, line_item, api_key_id, user_id) b), "
         f"(SELECT sum(estimated_usd) FROM {S}.v_estimated_vs_billed)",
     )
-    assert billed == bill > 0  # the allocation is the bill, to the micro-dollar
+    # The allocation is the bill, to the micro-dollar, summed per project or at its own grain.
+    assert billed == fine_billed == bill > 0
     tables = expected_tables(engine)
     assert len(tables["Budget status"]) >= 2 and len(tables["Spend per API key"]) > 7
 
-    data: dict[int, dict[str, Any]] = {}
+    data: dict[int, dict[str, Any]] = {}  # each chart's latest data
+    answers: list[tuple[int, dict[str, Any]]] = []  # every chart data answer, in order
 
     def on_response(response: Response) -> None:
         request = response.request
@@ -442,6 +461,7 @@ def test_dashboard_shows_the_databases_numbers(
             form_data = (request.post_data_json or {}).get("form_data") or {}
             if "slice_id" in form_data and response.ok:
                 data[int(form_data["slice_id"])] = response.json()
+                answers.append((int(form_data["slice_id"]), data[int(form_data["slice_id"])]))
 
     page.on("response", on_response)
     started = time.monotonic()
@@ -489,16 +509,43 @@ def test_dashboard_shows_the_databases_numbers(
 
         # The Project filter narrows every chart: the biggest project alone.
         top, top_usd, _ = tables["Spend per project"][0]
+        [(top_estimated,)] = rows(
+            engine,
+            f"SELECT sum(estimated_usd) FROM {S}.v_estimated_vs_billed {where(top)}",
+            project=top,
+        )
+        before = len(answers)
         project = page.locator('[data-test="filter-bar"]').get_by_role("combobox")
         project.click()
         project.fill(top)
         project.press("Enter")
         page.get_by_role("button", name="Apply filters").click()
+        # Every chart asks again, and its query applies the filter: none rejects it.
+        deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+        while not set(ids.values()) <= {slice_id for slice_id, _ in answers[before:]}:
+            asked = {slice_id for slice_id, _ in answers[before:]}
+            assert time.monotonic() < deadline, f"no filtered data for {set(ids.values()) - asked}"
+            page.wait_for_timeout(200)
+        names = {slice_id: name for name, slice_id in ids.items()}
+        for slice_id, answer in answers[before:]:
+            for query in answer["result"]:
+                applied = {f.get("column") for f in query["applied_filters"]}
+                rejected = {f.get("column") for f in query["rejected_filters"]}
+                assert "project_name" in applied, (names[slice_id], query["applied_filters"])
+                assert "project_name" not in rejected, (names[slice_id], rejected)
+        # ... and shows the project's numbers.
         expect(total).to_have_text(top_usd, timeout=STEP_TIMEOUT_MS)
+        expect(_chart(page, "Estimated spend").locator(".header-line")).to_have_text(
+            usd(top_estimated), timeout=STEP_TIMEOUT_MS
+        )
+        for name, expected in expected_tables(engine, project=top).items():
+            body = _wait_for_rows(page, _chart(page, name), expected)
+            assert body == expected, (
+                f"{name} ({top}): the browser shows {body}, SQL says {expected}"
+            )
         chart = _chart(page, "Spend per project")
-        # (The biggest project led the table before too: wait for the table of one row.)
-        expect(chart.locator("tbody tr:has(td)")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
         assert _table_text(chart) == ([[top, top_usd, "100.000%"]], [["Summary", top_usd, ""]])
+        _compare_time_series(engine, data[series[0]], data[series[1]], project=top)
     except Exception as failure:
         screenshot = tmp_path / "superset-failure.png"
         try:
@@ -512,27 +559,44 @@ def test_dashboard_shows_the_databases_numbers(
     print(f"superset dashboard, login to every chart checked: {time.monotonic() - started:.1f} s")
 
 
+def _wait_for_rows(page: Page, chart: Locator, expected: list[list[str]]) -> list[list[str]]:
+    """The table's body rows once they are `expected`, or as they are at the deadline (a
+    filtered table may keep its row count, so its rows are read until they change)."""
+    deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+    while True:
+        body, _ = _table_text(chart)
+        if body == expected or time.monotonic() > deadline:
+            return body
+        page.wait_for_timeout(200)
+
+
 def _day(epoch_ms: float) -> dt.date:
     return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).date()
 
 
 def _compare_time_series(
-    engine: Engine, spend_by_day: dict[str, Any], estimated_vs_billed: dict[str, Any]
+    engine: Engine,
+    spend_by_day: dict[str, Any],
+    estimated_vs_billed: dict[str, Any],
+    project: str | None = None,
 ) -> None:
-    """The two ECharts series, value by value (floats in JSON, numeric in PostgreSQL)."""
+    """The two ECharts series, value by value (floats in JSON, numeric in PostgreSQL); with
+    `project`, as the Project filter narrows them."""
+    w = where(project)
     expected = {
-        (day, project): float(v)
-        for day, project, v in rows(
+        (day, name): float(v)
+        for day, name, v in rows(
             engine,
-            f"SELECT usage_date, project_name, sum(billed_usd) FROM {S}.v_cost_allocation_daily "
+            f"SELECT usage_date, project_name, sum(billed_usd) FROM {PER_PROJECT} {w} "
             "GROUP BY 1, 2",
+            project=project,
         )
     }
     shown = {
-        (_day(row["usage_date"]), project): value
+        (_day(row["usage_date"]), name): value
         for row in spend_by_day["result"][0]["data"]
-        for project, value in row.items()
-        if project != "usage_date" and value is not None
+        for name, value in row.items()
+        if name != "usage_date" and value is not None
     }
     assert shown.keys() == expected.keys()
     assert all(shown[k] == pytest.approx(v, rel=1e-9) for k, v in expected.items()), shown
@@ -542,7 +606,8 @@ def _compare_time_series(
         for day, e, b in rows(
             engine,
             "SELECT usage_date, sum(estimated_usd), sum(billed_usd) "
-            f"FROM {S}.v_estimated_vs_billed GROUP BY 1",
+            f"FROM {S}.v_estimated_vs_billed {w} GROUP BY 1",
+            project=project,
         )
     }
     shown_days = {
