@@ -316,10 +316,18 @@ WITH a AS (
       AND usage_date >= :first AND usage_date < :end
     GROUP BY 1, 2, 3, 4, 5
 ),
-priced AS MATERIALIZED (
-    SELECT a.*, {S}.unit_price_for('{kind.name}', a.model, al.model_ref, a.detail, a.usage_date)
+-- The price row once per model, priced dimensions and day, not per project (the function
+-- ranks every candidate row: a month of images had 30,000 project rows, a few hundred of these).
+prices AS MATERIALIZED (
+    SELECT k.*, {S}.unit_price_for('{kind.name}', k.model, al.model_ref, k.detail, k.usage_date)
            AS price
-    FROM a LEFT JOIN {S}.model_aliases al ON al.model = a.model
+    FROM (SELECT DISTINCT model, detail, usage_date FROM a) k
+    LEFT JOIN {S}.model_aliases al ON al.model = k.model
+), priced AS (
+    SELECT a.*, pr.price
+    FROM a JOIN prices pr
+      ON pr.usage_date = a.usage_date AND coalesce(pr.model, '') = coalesce(a.model, '')
+     AND pr.detail = a.detail
 ), o AS (
     SELECT priced.*,
            sum(quantity) OVER (PARTITION BY organization, usage_date, (price).unit_price_id)
