@@ -30,6 +30,7 @@ from usage_assets.pricing.attribution import (
     KIND_COLUMNS,
     PRICING_WORK_MEM,
     days_between,
+    delete_days,
     lock_days,
     period_bounds,
 )
@@ -344,13 +345,7 @@ def _allocate_days(conn: Connection, first: dt.date, end: dt.date, organization:
     conn.execute(text("SET LOCAL enable_nestloop = off"))
     conn.execute(text("SET LOCAL enable_mergejoin = off"))
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
-    conn.execute(
-        text(
-            f"DELETE FROM {S}.{TABLE} WHERE organization = :organization "
-            "AND usage_date >= :first AND usage_date < :end"
-        ),
-        bounds,
-    )
+    delete_days(conn, (TABLE,), bounds)
     # One statement per day (a bill only ever goes to its own day's usage): a month in one
     # statement took 63 s for 30 large days, a day at a time 49 s (smaller hash tables and
     # CTEs that stay in memory).

@@ -176,6 +176,19 @@ def lock_days(
         lock_partition(conn, f"{S}.{table}", f"{organization}/{day.isoformat()}")
 
 
+def delete_days(conn: Connection, tables: Sequence[str], bounds: dict[str, Any]) -> None:
+    """Delete the organization's rows of [first, end) from each cost table in `tables` (before
+    the days are written again in the same transaction)."""
+    for table in tables:
+        conn.execute(
+            text(
+                f"DELETE FROM {S}.{table} WHERE organization = :organization "
+                "AND usage_date >= :first AND usage_date < :end"
+            ),
+            bounds,
+        )
+
+
 def price_usage(
     engine: Engine,
     first: dt.date,
@@ -206,14 +219,7 @@ def _price_days(
     lock_days(conn, "project_daily_costs", first, end, organization)
     # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
-    for table in ("completions_usage_daily", "project_daily_costs"):
-        conn.execute(
-            text(
-                f"DELETE FROM {S}.{table} WHERE organization = :organization "
-                "AND usage_date >= :first AND usage_date < :end"
-            ),
-            bounds,
-        )
+    delete_days(conn, ("completions_usage_daily", "project_daily_costs"), bounds)
     # One statement per day: a day's groups hash in a few MiB; a month's in one statement
     # wanted 400 MiB, and without it the planner sorted 7 million rows (17-34 s for 30 large
     # days against 6 s).
@@ -390,14 +396,7 @@ def _price_unit_days(
     report = sync_unit_price_snapshot(conn, prices, reprice=reprice)
     lock_days(conn, "usage_daily_costs", first, end, organization)
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
-    for table in ("unit_usage_daily", "usage_daily_costs"):
-        conn.execute(
-            text(
-                f"DELETE FROM {S}.{table} WHERE organization = :organization "
-                "AND usage_date >= :first AND usage_date < :end"
-            ),
-            bounds,
-        )
+    delete_days(conn, ("unit_usage_daily", "usage_daily_costs"), bounds)
     for statement in UNIT_ROLLUP_SQL.values():
         conn.execute(text(statement), bounds)
     # The models the days used, from the rollup just built (not another pass over the hours).
@@ -427,13 +426,7 @@ def summarize_costs(
 def _summarize_days(conn: Connection, first: dt.date, end: dt.date, organization: str) -> int:
     bounds = period_bounds(first, end, organization)
     lock_days(conn, "project_daily_cost_summary", first, end, organization)
-    conn.execute(
-        text(
-            f"DELETE FROM {S}.project_daily_cost_summary WHERE organization = :organization "
-            "AND usage_date >= :first AND usage_date < :end"
-        ),
-        bounds,
-    )
+    delete_days(conn, ("project_daily_cost_summary",), bounds)
     return int(conn.execute(text(SUMMARY_SQL), bounds).rowcount)
 
 
