@@ -139,12 +139,16 @@ def ensure_month_partitions(
 ANALYZE_THRESHOLD = 50
 ANALYZE_SCALE_FACTOR = 0.1
 
-_STALE_PARTITIONS = """
-SELECT s.relname
+#: Each partition written: whether its statistics are stale (autovacuum's rule) and whether it
+#: holds dead rows (a day replaced: the rows it had before).
+_WRITTEN_PARTITIONS = """
+SELECT s.relname,
+       coalesce(s.last_analyze, s.last_autoanalyze) IS NULL
+           OR s.n_mod_since_analyze > :threshold + :scale * greatest(c.reltuples, 0) AS stale,
+       s.n_dead_tup > 0 AS replaced
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE s.schemaname = :schema AND s.relname IN :names
-  AND (coalesce(s.last_analyze, s.last_autoanalyze) IS NULL
-       OR s.n_mod_since_analyze > :threshold + :scale * greatest(c.reltuples, 0))
+ORDER BY s.relname
 """
 
 
@@ -153,31 +157,36 @@ def refresh_statistics(
 ) -> list[str]:
     """After a bulk load, as PostgreSQL's docs advise: VACUUM the partitions written, so the
     cost SQL that follows does not set every new row's hint bits (and write the pages back) on
-    its first read. Their statistics are sampled again by autovacuum's rule, applied at once
-    rather than a minute later: a partition never analyzed, or one where more than 10% of its
-    rows changed since (`flush_table_counters` makes a load's changes count at once). A day
-    replaced in a month of 30 keeps its statistics (sampling 30,000 rows again was 70% of the
-    replace's extra time); the first days of a month are analyzed. The parent is analyzed alone
-    whenever one of its partitions is (autovacuum never analyzes a partitioned table, and
-    queries over several months plan with its statistics). SKIP_LOCKED
-    leaves a partition to a running autovacuum. Before PostgreSQL 17 (no ANALYZE ONLY) the
-    parent's ANALYZE also samples every partition again. Returns the partitions analyzed."""
+    its first read; a pass over the new pages. Not a partition holding dead rows (a day
+    replaced): they need a pass over every index of the month (0.6 s of a completions month's
+    replace, growing with the month), which autovacuum makes in the background once they are
+    worth it. Statistics are sampled again by autovacuum's rule, applied at once rather than a
+    minute later: a partition never analyzed, or one where more than 10% of its rows changed
+    since (`flush_table_counters` makes a load's changes count at once). A day replaced in a
+    month of 30 keeps its statistics (sampling 30,000 rows again was 70% of the replace's extra
+    time); the first days of a month are analyzed. The parent is analyzed alone whenever one
+    of its partitions is (autovacuum never analyzes a partitioned table, and queries over
+    several months plan with its statistics). SKIP_LOCKED leaves a partition to a running
+    autovacuum. Before PostgreSQL 17 (no ANALYZE ONLY) the parent's ANALYZE also samples every
+    partition again. Returns the partitions analyzed."""
     names = [partition_name(table.name, m) for m in months_of(first_day, end_day) if m < end_day]
     if not names:
         return []
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        stale = list(
-            conn.execute(
-                text(_STALE_PARTITIONS).bindparams(bindparam("names", expanding=True)),
-                {"schema": table.schema, "names": names,
-                 "threshold": ANALYZE_THRESHOLD, "scale": ANALYZE_SCALE_FACTOR},
-            ).scalars()
-        )  # fmt: skip
-        fresh = [name for name in names if name not in stale]
-        if fresh:
-            conn.execute(text(f"VACUUM (SKIP_LOCKED) {_listed(table, fresh)}"))
+        written = conn.execute(
+            text(_WRITTEN_PARTITIONS).bindparams(bindparam("names", expanding=True)),
+            {"schema": table.schema, "names": names,
+             "threshold": ANALYZE_THRESHOLD, "scale": ANALYZE_SCALE_FACTOR},
+        ).all()  # fmt: skip
+        stale = [name for name, is_stale, _ in written if is_stale]
+        for statement, these in (
+            ("VACUUM (SKIP_LOCKED)", [n for n, st, rep in written if not st and not rep]),
+            ("VACUUM (ANALYZE, SKIP_LOCKED)", [n for n, st, rep in written if st and not rep]),
+            ("ANALYZE (SKIP_LOCKED)", [n for n, st, rep in written if st and rep]),
+        ):
+            if these:
+                conn.execute(text(f"{statement} {_listed(table, these)}"))
         if stale:
-            conn.execute(text(f"VACUUM (ANALYZE, SKIP_LOCKED) {_listed(table, stale)}"))
             only = "ONLY " if (conn.dialect.server_version_info or (0,)) >= (17,) else ""
             conn.execute(text(f"ANALYZE (SKIP_LOCKED) {only}{table.fullname}"))
     return stale
