@@ -187,13 +187,21 @@ def ingest(url: str, base: str, first: dt.date, days: int) -> Ingest:
 REPLACES = 4
 
 
-def replace_seconds(url: str, base: str, day: dt.date) -> float:
+def replace_seconds(url: str, base: str, day: dt.date) -> tuple[float, dict[str, float]]:
     """The mean seconds of replacing `day` of every endpoint (its rows already stored), once
     autovacuum is done with what was loaded before (steady state, not a month's first vacuum
-    running beside the replace on the second CPU)."""
+    running beside the replace on the second CPU), and each endpoint's mean."""
     ingest(url, base, day, 1)
     autovacuum_settled(url)
-    return statistics.mean(ingest(url, base, day, 1).total_seconds for _ in range(REPLACES))
+    runs = [ingest(url, base, day, 1) for _ in range(REPLACES)]
+    per_endpoint = {
+        name: statistics.mean(run.seconds[name] for run in runs) for name in runs[0].seconds
+    }
+    return statistics.mean(run.total_seconds for run in runs), per_endpoint
+
+
+def per_endpoint_seconds(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
 
 
 def autovacuum_settled(url: str, limit: float = 600) -> None:
@@ -484,7 +492,8 @@ def measure_ingest(
     empty_usage(engine)
     ingest(url, base, day, 1)
     progress(f"replacing the day when the tables hold it alone ({REPLACES} times, timed)")
-    replace_one = replace_seconds(url, base, day)
+    replace_one, replace_one_by = replace_seconds(url, base, day)
+    report.add("replace, the day alone (mean per endpoint)", per_endpoint_seconds(replace_one_by))
     report.target(
         "ingest time vs raw COPY of the same rows, large day",
         one.total_seconds / copy_seconds,
@@ -528,7 +537,11 @@ def measure_ingest(
     )
 
     progress(f"replacing the day when the tables hold {args.days} days ({REPLACES} times, timed)")
-    replace_many = replace_seconds(url, base, day)
+    replace_many, replace_many_by = replace_seconds(url, base, day)
+    report.add(
+        f"replace, beside {args.days} days (mean per endpoint)",
+        per_endpoint_seconds(replace_many_by),
+    )
     ratio = replace_many / replace_one
     report.target(
         f"replacing one day when the table holds {args.days}x more days",
