@@ -189,6 +189,20 @@ def delete_days(conn: Connection, tables: Sequence[str], bounds: dict[str, Any])
         )
 
 
+def models_of(conn: Connection, rollup: str, bounds: dict[str, Any]) -> list[str]:
+    """The models a daily rollup holds for the organization's [first, end), read from the
+    rollup just built (not another pass over the hourly rows)."""
+    return list(
+        conn.execute(
+            text(
+                f"SELECT DISTINCT model FROM {S}.{rollup} WHERE organization = :organization "
+                "AND usage_date >= :first AND usage_date < :end AND model IS NOT NULL"
+            ),
+            bounds,
+        ).scalars()
+    )
+
+
 def price_usage(
     engine: Engine,
     first: dt.date,
@@ -230,16 +244,8 @@ def _price_days(
             {"organization": organization, "start": day_bounds["start"],
              "end": day_bounds["end_ts"]},
         )  # fmt: skip
-    # The models the days used, from the rollup just built (not another pass over the hours).
-    models = conn.execute(
-        text(
-            f"SELECT DISTINCT model FROM {S}.completions_usage_daily "
-            "WHERE organization = :organization AND usage_date >= :first "
-            "AND usage_date < :end AND model IS NOT NULL"
-        ),
-        bounds,
-    ).scalars()
-    sync_model_aliases(conn, list(models), [row.model_ref for row in overrides])
+    models = models_of(conn, "completions_usage_daily", bounds)
+    sync_model_aliases(conn, models, [row.model_ref for row in overrides])
     conn.execute(
         text(PRICE_USAGE_SQL),
         {"organization": organization, "first": first, "end": end},
@@ -250,17 +256,15 @@ def _price_days(
 # --------------------------------------------------------------------------- unit pricing
 
 
-def unit_usage_sql(kind: UnitKind, *, by_key: bool = False) -> str:
-    """One organization's usage of a kind per day, project, model and priced dimensions, in
-    the usage's own unit; `by_key`: also per API key and user (NULL where the endpoint has
-    none), the grain the bill is allocated over."""
-    keys = ""
-    if by_key:
-        keys = (
-            "api_key_id, user_id, "
-            if "api_key_id" in kind.endpoint.dimension_names
-            else "NULL::text AS api_key_id, NULL::text AS user_id, "
-        )
+def unit_usage_sql(kind: UnitKind) -> str:
+    """One organization's usage of a kind per day, project, API key, user (NULL where the
+    endpoint has none), model and priced dimensions, in the usage's own unit: the grain of
+    `unit_usage_daily`, which the estimate sums per project and the bill is allocated over."""
+    keys = (
+        "api_key_id, user_id, "
+        if "api_key_id" in kind.endpoint.dimension_names
+        else "NULL::text AS api_key_id, NULL::text AS user_id, "
+    )
     if kind.name == "vector_stores":  # a gauge: GiB-days come from the view
         return (
             f"SELECT organization, usage_date, project_id, {keys}NULL::text AS model, "
@@ -277,14 +281,13 @@ def unit_usage_sql(kind: UnitKind, *, by_key: bool = False) -> str:
         if "num_model_requests" in endpoint.metric_names
         else "NULL::bigint"
     )
-    group = ", ".join(str(n) for n in range(1, 8 if by_key else 6))
     return (
         "SELECT organization, (bucket_start AT TIME ZONE 'UTC')::date AS usage_date, "
         f"project_id, {keys}{model} AS model, {detail} AS detail, "
         f"sum({kind.metric})::numeric AS quantity, {requests} AS num_model_requests "
         f"FROM {S}.{endpoint.table_name} "
         "WHERE organization = :organization AND bucket_start >= :start "
-        f"AND bucket_start < :end_ts GROUP BY {group}"
+        "AND bucket_start < :end_ts GROUP BY 1, 2, 3, 4, 5, 6, 7"
     )
 
 
@@ -300,7 +303,7 @@ def unit_rollup_sql(kind: UnitKind) -> str:
     return (
         f"INSERT INTO {S}.unit_usage_daily ({UNIT_ROLLUP_COLUMNS}) "
         f"SELECT organization, usage_date, '{kind.name}', project_id, api_key_id, user_id, "
-        f"model, detail, quantity, num_model_requests FROM ({unit_usage_sql(kind, by_key=True)}) u"
+        f"model, detail, quantity, num_model_requests FROM ({unit_usage_sql(kind)}) u"
     )
 
 
@@ -399,16 +402,7 @@ def _price_unit_days(
     delete_days(conn, ("unit_usage_daily", "usage_daily_costs"), bounds)
     for statement in UNIT_ROLLUP_SQL.values():
         conn.execute(text(statement), bounds)
-    # The models the days used, from the rollup just built (not another pass over the hours).
-    models = conn.execute(
-        text(
-            f"SELECT DISTINCT model FROM {S}.unit_usage_daily "
-            "WHERE organization = :organization AND usage_date >= :first "
-            "AND usage_date < :end AND model IS NOT NULL"
-        ),
-        bounds,
-    ).scalars()
-    sync_model_aliases(conn, list(models), override_models)
+    sync_model_aliases(conn, models_of(conn, "unit_usage_daily", bounds), override_models)
     for statement in UNIT_COST_SQL.values():
         conn.execute(text(statement), bounds)
     return report
