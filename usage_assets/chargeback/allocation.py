@@ -33,6 +33,7 @@ from usage_assets.pricing.attribution import (
     delete_days,
     lock_days,
     period_bounds,
+    priced_quantity_sql,
 )
 from usage_assets.pricing.prices import UNIT_KINDS
 from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, TOKEN_KINDS
@@ -75,14 +76,11 @@ CROSS JOIN LATERAL {S}.estimate_by_kind(mp, {_ARGS}) k
 """
 
 
-#: Each priced unit's quantity of the usage's own unit (60 seconds make a minute), for the kinds
-#: that have one; written as a CASE so that a quantity of a kind priced in its own unit is the
-#: stored value itself, not a division by 1.
+#: A `unit_usage_daily` row's quantity in its kind's priced unit (`priced_quantity_sql`).
 _PRICED_QUANTITY = "CASE s.usage_kind {} ELSE s.quantity END".format(
     " ".join(
-        f"WHEN '{name}' THEN s.quantity / {kind.per}"
+        f"WHEN '{name}' THEN {priced_quantity_sql(kind, 's.quantity')}"
         for name, kind in UNIT_KINDS.items()
-        if kind.per != 1
     )
 )
 

@@ -307,12 +307,19 @@ def unit_rollup_sql(kind: UnitKind) -> str:
     )
 
 
+def priced_quantity_sql(kind: UnitKind, column: str) -> str:
+    """`column` (a quantity in the usage's own unit) in the kind's priced unit: 60 seconds make
+    a minute. A kind priced in its own unit keeps the stored value itself, not a division by 1
+    (which would change the numeric's scale)."""
+    return column if kind.per == 1 else f"{column} / {kind.per}"
+
+
 def unit_cost_sql(kind: UnitKind) -> str:
     """Price one kind's usage for a range of days in one statement: the price row from
     `unit_price_for()`, the cost from `unit_cost_usd()` (migration 0008, the rules' one place);
     the free allowance's organization total is the organization's day's sum over rows of the
     same price (each organization has its own allowance)."""
-    quantity = "quantity" if kind.per == 1 else f"quantity / {kind.per}"
+    quantity = priced_quantity_sql(kind, "quantity")
     return f"""
 INSERT INTO {S}.usage_daily_costs (
     organization, usage_date, project_id, usage_kind, model, detail, quantity, unit,
