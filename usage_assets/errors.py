@@ -60,3 +60,8 @@ class SchemaNotReadyError(UsageAssetsError):
 class DatabaseUnavailableError(UsageAssetsError):
     """The usage database refused or did not answer the connection (wrong host or port, server
     down, bad credentials): a step retry minutes later would only delay the message."""
+
+
+class DoubledRowsError(UsageAssetsError):
+    """A computation produced two rows of one grain (a bug, not bad input); its transaction
+    rolled back, so the rows stored before stay."""

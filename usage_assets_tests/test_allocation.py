@@ -385,3 +385,30 @@ def test_tiny_and_zero_bills(engine: Engine, tmp_path: Path, amount: str) -> Non
     allocate_costs(engine, DAY, NEXT)
     assert sum(v[0] for v in shares(engine).values()) == Decimal(amount)
     assert allocation_gaps(engine, DAY, NEXT) == []
+
+
+def test_a_doubled_grain_is_refused_and_the_stored_day_stays(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table has no unique index on its grain (migration 0024): the allocation checks each
+    day it writes, inside the day's transaction, NULLs equal."""
+    from usage_assets.chargeback import allocation
+    from usage_assets.errors import DoubledRowsError
+
+    priced(engine, tmp_path, {10: [keyed("key_a", input_text_tokens=1_000)]})
+    bill(engine, [{"line_item": f"{GPT}, input", "amount_usd": Decimal("0.002")}])
+    allocate_costs(engine, DAY, NEXT)
+    stored = table_content(engine)
+    assert stored
+    doubled = (
+        "INSERT INTO openai_usage.cost_allocation_daily (organization, usage_date, project_id, "
+        "line_item, api_key_id, user_id, model, usage_kind, allocated_usd) "
+        "SELECT :organization, :first, 'proj_a', 'gpt-x, input', NULL, NULL, 'gpt-x', "
+        "'completions', 1 FROM generate_series(1, 2)"
+    )
+    monkeypatch.setattr(allocation, "ALLOCATE_SQL", doubled)
+    with pytest.raises(DoubledRowsError) as refused:
+        allocate_costs(engine, DAY, NEXT)
+    assert "2 rows of one grain" in str(refused.value)
+    assert "project_id='proj_a'" in str(refused.value) and "api_key_id=None" in str(refused.value)
+    assert table_content(engine) == stored

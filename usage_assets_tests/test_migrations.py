@@ -135,6 +135,45 @@ def test_postgres_14_fallback_keeps_nulls_equal(fresh_url: str) -> None:
         _insert(engine, None)
 
 
+ALLOCATION_GRAIN_INDEXES = (
+    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'openai_usage' "
+    "AND tablename = 'cost_allocation_daily' AND indexname <> 'pk_cost_allocation_daily'"
+)
+
+
+@pytest.mark.parametrize("version", [(14, 13), None])
+def test_0024_trades_the_allocation_grain_index_for_a_day_index(
+    fresh_url: str, version: tuple[int, int] | None
+) -> None:
+    """Up: the unique grain (a constraint, or PostgreSQL 14's expression index) gives way to an
+    index on (organization, usage_date); down: the unique grain is back, NULLs equal."""
+    engine = engine_for(fresh_url)
+    with engine.connect():
+        pass  # the dialect learns the real server version on first connect
+    real = engine.dialect.server_version_info
+    engine.dialect.server_version_info = version or real
+    try:
+        migrate(fresh_url, "0023")
+        with engine.connect() as conn:
+            before = {n: d for n, d in conn.execute(text(ALLOCATION_GRAIN_INDEXES))}
+        migrate(fresh_url, "0024")
+        with engine.connect() as conn:
+            after = {n: d for n, d in conn.execute(text(ALLOCATION_GRAIN_INDEXES))}
+        command.downgrade(alembic_config(fresh_url), "0023")
+        with engine.connect() as conn:
+            again = {n: d for n, d in conn.execute(text(ALLOCATION_GRAIN_INDEXES))}
+    finally:
+        engine.dialect.server_version_info = real
+    assert list(before) == ["uq_cost_allocation_daily_grain"]
+    assert "UNIQUE" in before["uq_cost_allocation_daily_grain"]
+    assert ("coalesce" in before["uq_cost_allocation_daily_grain"].lower()) == bool(version)
+    assert list(after) == ["ix_cost_allocation_daily_organization_usage_date"]
+    assert after["ix_cost_allocation_daily_organization_usage_date"].endswith(
+        "(organization, usage_date)"
+    )
+    assert again == before
+
+
 def test_planner_knows_how_many_daily_cost_groups_there_are(engine: Engine) -> None:
     """Ten days of 50 projects, each with its own model, hourly: 500 daily groups. Without the
     multi-column statistics of migration 0003 the planner multiplies the columns' distinct

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from usage_assets.errors import DoubledRowsError
 from usage_assets.pricing.attribution import (
     KIND_COLUMNS,
     PRICING_WORK_MEM,
@@ -36,7 +37,12 @@ from usage_assets.pricing.attribution import (
     priced_quantity_sql,
 )
 from usage_assets.pricing.prices import UNIT_KINDS
-from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, TOKEN_KINDS
+from usage_assets.warehouse.models import (
+    ALLOCATION_GRAIN,
+    DEFAULT_ORGANIZATION,
+    SCHEMA,
+    TOKEN_KINDS,
+)
 
 S = SCHEMA
 TABLE = "cost_allocation_daily"
@@ -325,6 +331,30 @@ WHERE NOT EXISTS (SELECT 1 FROM chosen c WHERE c.gid = b.gid)
 """
 
 
+_GRAIN = ", ".join(ALLOCATION_GRAIN)
+#: A grain of `[first, end)` held by more than one row (the table has no unique index on it,
+#: see `ALLOCATION_GRAIN`), with how many.
+GRAIN_REPEATS_SQL = f"""
+SELECT {_GRAIN}, count(*) FROM {S}.{TABLE}
+WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
+GROUP BY {_GRAIN} HAVING count(*) > 1
+LIMIT 1
+"""
+
+
+def refuse_repeated_grain(conn: Connection, bounds: dict[str, Any]) -> None:
+    """Raise DoubledRowsError, naming the grain, if the days of `bounds` hold two rows of one
+    grain (before the commit, so the days stored before stay)."""
+    repeated = conn.execute(text(GRAIN_REPEATS_SQL), bounds).first()
+    if repeated is not None:
+        *grain, count = repeated
+        named = ", ".join(f"{n}={v!r}" for n, v in zip(ALLOCATION_GRAIN, grain, strict=True))
+        raise DoubledRowsError(
+            f"The allocation wrote {count} rows of one grain of {TABLE} ({named}); nothing of "
+            "the run's days was committed."
+        )
+
+
 def allocate_costs(
     engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> int:
@@ -347,12 +377,14 @@ def _allocate_days(conn: Connection, first: dt.date, end: dt.date, organization:
     # One statement per day (a bill only ever goes to its own day's usage): a month in one
     # statement took 63 s for 30 large days, a day at a time 49 s (smaller hash tables and
     # CTEs that stay in memory).
-    return sum(
-        conn.execute(
-            text(ALLOCATE_SQL), period_bounds(day, day + dt.timedelta(days=1), organization)
-        ).rowcount
-        for day in days_between(first, end)
-    )
+    # No unique index on the grain (`ALLOCATION_GRAIN`): each day's rows are checked once
+    # written, in the same transaction.
+    written = 0
+    for day in days_between(first, end):
+        day_bounds = period_bounds(day, day + dt.timedelta(days=1), organization)
+        written += conn.execute(text(ALLOCATE_SQL), day_bounds).rowcount
+        refuse_repeated_grain(conn, day_bounds)
+    return written
 
 
 # --------------------------------------------------------------------------- what it proves

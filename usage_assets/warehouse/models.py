@@ -1076,6 +1076,18 @@ class UsageDailyCost(Base):
 # --------------------------------------------------------------------------- chargeback
 
 
+#: `Table.info` key: the columns a table is unique on (NULLs equal) without a unique index in
+#: the database; whoever writes the table refuses rows that repeat them.
+CHECKED_GRAIN = "checked_grain"
+#: One row of `cost_allocation_daily` per these. Checked by the allocation when it writes a
+#: day, not by a unique index: under one, every row of a replaced day met the deleted row of
+#: the same grain and visited the heap for it (migration 0024).
+ALLOCATION_GRAIN = (
+    "organization", "usage_date", "project_id", "line_item", "api_key_id", "user_id", "model",
+    "usage_kind",
+)  # fmt: skip
+
+
 class CostAllocationDaily(Base):
     """The bill split over the usage behind it: each billed amount of a day, project and line
     item (and API key or user where the Costs grouping has them) shared out over the usage rows
@@ -1084,21 +1096,11 @@ class CostAllocationDaily(Base):
 
     __tablename__ = "cost_allocation_daily"
     __table_args__ = (
-        UniqueConstraint(
-            "organization",
-            "usage_date",
-            "project_id",
-            "line_item",
-            "api_key_id",
-            "user_id",
-            "model",
-            "usage_kind",
-            name="uq_cost_allocation_daily_grain",
-            postgresql_nulls_not_distinct=True,
-        ),
+        Index("ix_cost_allocation_daily_organization_usage_date", "organization", "usage_date"),
         {
+            "info": {CHECKED_GRAIN: ALLOCATION_GRAIN},
             "comment": "Billed cost allocated per UTC day, project, line item, API key, user, "
-            "model and usage kind; sums to costs_daily exactly."
+            "model and usage kind; sums to costs_daily exactly.",
         },
     )
 

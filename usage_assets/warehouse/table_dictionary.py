@@ -26,7 +26,7 @@ from sqlalchemy import Column, PrimaryKeyConstraint, Table, UniqueConstraint
 from sqlalchemy.dialects import postgresql
 
 from usage_assets.admin_api.endpoints import COMPLETIONS, USAGE_ENDPOINTS
-from usage_assets.warehouse.models import USAGE_TABLES, Base
+from usage_assets.warehouse.models import CHECKED_GRAIN, USAGE_TABLES, Base
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 REGENERATE = "python scripts/table_dictionary.py"
@@ -80,6 +80,11 @@ def keys(table: Table) -> str:
         elif isinstance(constraint, UniqueConstraint):
             nulls = constraint.dialect_options["postgresql"]["nulls_not_distinct"]
             parts.append(f"Unique on {_key(columns)}{', NULLs equal' if nulls else ''}.")
+    if grain := table.info.get(CHECKED_GRAIN):
+        parts.append(
+            f"One row per {_key([table.c[name] for name in grain])}, NULLs equal: checked when a "
+            "day is written (no unique index in the database)."
+        )
     if table.dialect_options["postgresql"]["partition_by"]:
         parts.append(
             "Partitioned by UTC month of `bucket_start` "
