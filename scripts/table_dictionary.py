@@ -1,6 +1,6 @@
 """Regenerate README.md's table dictionary from the models' comments (`--check`: only compare).
 
-    .venv/bin/python scripts/table_dictionary.py
+.venv/bin/python scripts/table_dictionary.py
 """
 
 import sys
