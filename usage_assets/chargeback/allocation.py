@@ -37,6 +37,7 @@ from usage_assets.pricing.attribution import (
     priced_quantity_sql,
 )
 from usage_assets.pricing.prices import UNIT_KINDS
+from usage_assets.warehouse.day_chunks import in_day_chunks
 from usage_assets.warehouse.models import (
     ALLOCATION_GRAIN,
     DEFAULT_ORGANIZATION,
@@ -358,10 +359,14 @@ def refuse_repeated_grain(conn: Connection, bounds: dict[str, Any]) -> None:
 def allocate_costs(
     engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> int:
-    """Recompute `organization`'s `cost_allocation_daily` for [first, end) in one transaction
-    (under the table's per-day locks); returns the rows written."""
-    with engine.begin() as conn:
-        return _allocate_days(conn, first, end, organization)
+    """Recompute `organization`'s `cost_allocation_daily` for [first, end) under the table's
+    per-day locks, in chunks of days on `COST_WORKERS` connections at once, each chunk in one
+    transaction (`in_day_chunks`); returns the rows written."""
+    return sum(
+        in_day_chunks(
+            engine, first, end, lambda conn, a, b: _allocate_days(conn, a, b, organization)
+        )
+    )
 
 
 def _allocate_days(conn: Connection, first: dt.date, end: dt.date, organization: str) -> int:

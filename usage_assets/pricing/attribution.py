@@ -39,6 +39,7 @@ from usage_assets.pricing.prices import (
     sync_price_snapshot,
     sync_unit_price_snapshot,
 )
+from usage_assets.warehouse.day_chunks import in_day_chunks
 from usage_assets.warehouse.models import DEFAULT_ORGANIZATION, SCHEMA, TOKEN_KINDS, USAGE_KINDS
 from usage_assets.warehouse.replace import lock_partition
 
@@ -211,11 +212,18 @@ def price_usage(
     *,
     organization: str = DEFAULT_ORGANIZATION,
 ) -> SyncReport:
-    """Recompute `organization`'s `project_daily_costs` for [first, end) in one transaction."""
+    """Recompute `organization`'s `project_daily_costs` for [first, end): the price snapshot
+    brought up to date first, then the days in chunks on `COST_WORKERS` connections at once,
+    each chunk in one transaction (`in_day_chunks`)."""
     overrides, _ = load_price_file(inputs.override_file)  # a bad file fails before any write
     with engine.begin() as conn:
-        return _price_days(conn, first, end, [*genai_price_rows(), *overrides], overrides,
-                           reprice=inputs.reprice, organization=organization)  # fmt: skip
+        report = sync_price_snapshot(
+            conn, [*genai_price_rows(), *overrides], reprice=inputs.reprice
+        )
+    in_day_chunks(
+        engine, first, end, lambda conn, a, b: _price_chunk(conn, a, b, overrides, organization)
+    )
+    return report
 
 
 def _price_days(
@@ -228,8 +236,16 @@ def _price_days(
     reprice: bool,
     organization: str,
 ) -> SyncReport:
-    bounds = period_bounds(first, end, organization)
+    """The snapshot and the days in the caller's transaction (`recompute_costs`)."""
     report = sync_price_snapshot(conn, prices, reprice=reprice)
+    _price_chunk(conn, first, end, overrides, organization)
+    return report
+
+
+def _price_chunk(
+    conn: Connection, first: dt.date, end: dt.date, overrides: list[PriceRow], organization: str
+) -> None:
+    bounds = period_bounds(first, end, organization)
     lock_days(conn, "project_daily_costs", first, end, organization)
     # Aggregating a month of hourly rows wants a hash table, not an on-disk sort.
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
@@ -250,7 +266,6 @@ def _price_days(
         text(PRICE_USAGE_SQL),
         {"organization": organization, "first": first, "end": end},
     )
-    return report
 
 
 # --------------------------------------------------------------------------- unit pricing
@@ -377,19 +392,21 @@ def price_unit_usage(
     *,
     organization: str = DEFAULT_ORGANIZATION,
 ) -> SyncReport:
-    """Recompute `organization`'s `usage_daily_costs` for [first, end) in one transaction."""
+    """Recompute `organization`'s `usage_daily_costs` for [first, end): the unit price
+    snapshot first, then the days in chunks, each in one transaction (as `price_usage`)."""
     overrides, unit_overrides = load_price_file(inputs.override_file)  # fails before writes
     override_models = [row.model_ref for row in overrides]
     with engine.begin() as conn:
-        return _price_unit_days(
-            conn,
-            first,
-            end,
-            unit_price_rows(unit_overrides),
-            override_models,
-            reprice=inputs.reprice,
-            organization=organization,
+        report = sync_unit_price_snapshot(
+            conn, unit_price_rows(unit_overrides), reprice=inputs.reprice
         )
+    in_day_chunks(
+        engine,
+        first,
+        end,
+        lambda conn, a, b: _price_unit_chunk(conn, a, b, override_models, organization),
+    )
+    return report
 
 
 def _price_unit_days(
@@ -402,8 +419,16 @@ def _price_unit_days(
     reprice: bool,
     organization: str,
 ) -> SyncReport:
-    bounds = period_bounds(first, end, organization)
+    """The snapshot and the days in the caller's transaction (`recompute_costs`)."""
     report = sync_unit_price_snapshot(conn, prices, reprice=reprice)
+    _price_unit_chunk(conn, first, end, override_models, organization)
+    return report
+
+
+def _price_unit_chunk(
+    conn: Connection, first: dt.date, end: dt.date, override_models: list[str], organization: str
+) -> None:
+    bounds = period_bounds(first, end, organization)
     lock_days(conn, "usage_daily_costs", first, end, organization)
     conn.execute(text(f"SET LOCAL work_mem = '{PRICING_WORK_MEM}'"))
     delete_days(conn, ("unit_usage_daily", "usage_daily_costs"), bounds)
@@ -412,7 +437,6 @@ def _price_unit_days(
     sync_model_aliases(conn, models_of(conn, "unit_usage_daily", bounds), override_models)
     for statement in UNIT_COST_SQL.values():
         conn.execute(text(statement), bounds)
-    return report
 
 
 def summarize_costs(

@@ -419,16 +419,29 @@ def sync_price_snapshot(
 def sync_model_aliases(
     conn: Connection, models: Iterable[str], override_models: Iterable[str]
 ) -> dict[str, str | None]:
-    """Resolve each reported model name and store the mapping; returns {model: model_ref}."""
+    """Resolve each reported model name and store the mapping; returns {model: model_ref}.
+
+    Only new or changed mappings are written (in model order): an upsert locks the rows it
+    meets, so two transactions pricing different days at once (`in_day_chunks`) would
+    otherwise wait for each other's commit on every alias."""
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     overrides = set(override_models)
     resolved = {model: resolve_model(model, overrides) for model in sorted(set(models))}
-    if resolved:
+    stored = {
+        model: (ref, how)
+        for model, ref, how in conn.execute(
+            select(ModelAlias.model, ModelAlias.model_ref, ModelAlias.resolved_by).where(
+                ModelAlias.model.in_(list(resolved))
+            )
+        )
+    }
+    changed = {model: found for model, found in resolved.items() if stored.get(model) != found}
+    if changed:
         statement = pg_insert(ModelAlias).values(
             [
                 {"model": model, "model_ref": ref, "resolved_by": how}
-                for model, (ref, how) in resolved.items()
+                for model, (ref, how) in changed.items()
             ]
         )
         conn.execute(
