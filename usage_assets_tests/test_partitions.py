@@ -361,3 +361,11 @@ def test_metrics_are_not_sampled_in_any_partition(engine: Engine) -> None:
     dimensions = [column.name for column in TABLE.columns if str(column.type) != "BIGINT"]
     assert len(dimension_targets) == 2 * len(dimensions) > 2 * 8
     assert {target for _, _, target in dimension_targets} == {10}
+    with engine.connect() as conn:
+        cost_groups = conn.execute(
+            text(
+                "SELECT stxstattarget FROM pg_statistic_ext "
+                "WHERE stxname = 'st_completions_usage_daily_cost_group'"
+            )
+        ).scalar_one()
+    assert cost_groups == 20  # its estimate wants 6,000 rows (migration 0025)
