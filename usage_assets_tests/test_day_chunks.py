@@ -10,10 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from usage_assets.warehouse.database import engine_for
 from usage_assets.warehouse.day_chunks import day_chunks, in_day_chunks
-
-from .conftest import create_database, drop_database
 
 FIRST = dt.date(2025, 10, 1)
 
@@ -41,23 +38,24 @@ def test_days_split_into_contiguous_chunks(
 
 
 @pytest.fixture
-def scratch(pg_server_url: str) -> Iterator[Engine]:
-    """An empty database with one table of days: which backend and transaction wrote each."""
-    url = create_database(pg_server_url)
-    engine = engine_for(url)
+def scratch(engine: Engine) -> Iterator[Engine]:
+    """The test database with one more table (outside the app's schema), of days: which
+    backend and transaction wrote each. Dropped afterwards."""
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE written (day date PRIMARY KEY, pid int, xid bigint)"))
+        conn.execute(
+            text("CREATE TABLE public.written (day date PRIMARY KEY, pid int, xid bigint)")
+        )
     yield engine
-    engine.dispose()
-    drop_database(pg_server_url, url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE public.written"))
 
 
 def write_days(conn: Connection, first: dt.date, end: dt.date) -> int:
     bounds = {"first": first, "end": end}
-    conn.execute(text("DELETE FROM written WHERE day >= :first AND day < :end"), bounds)
+    conn.execute(text("DELETE FROM public.written WHERE day >= :first AND day < :end"), bounds)
     conn.execute(
         text(
-            "INSERT INTO written SELECT d::date, pg_backend_pid(), txid_current() "
+            "INSERT INTO public.written SELECT d::date, pg_backend_pid(), txid_current() "
             "FROM generate_series(CAST(:first AS date), CAST(:end AS date) - 1, '1 day') d"
         ),
         bounds,
@@ -67,7 +65,9 @@ def write_days(conn: Connection, first: dt.date, end: dt.date) -> int:
 
 def stored(engine: Engine) -> dict[dt.date, tuple[int, int]]:
     with engine.connect() as conn:
-        return {day: (pid, xid) for day, pid, xid in conn.execute(text("SELECT * FROM written"))}
+        return {
+            day: (pid, xid) for day, pid, xid in conn.execute(text("SELECT * FROM public.written"))
+        }
 
 
 def test_chunks_run_at_once_each_in_its_own_transaction(scratch: Engine) -> None:
