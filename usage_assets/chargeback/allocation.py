@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Table, text
 
 from usage_assets.errors import DoubledRowsError
 from usage_assets.pricing.attribution import (
@@ -43,7 +43,9 @@ from usage_assets.warehouse.models import (
     DEFAULT_ORGANIZATION,
     SCHEMA,
     TOKEN_KINDS,
+    CostAllocationDaily,
 )
+from usage_assets.warehouse.replace import first_repeated_key
 
 S = SCHEMA
 TABLE = "cost_allocation_daily"
@@ -332,21 +334,22 @@ WHERE NOT EXISTS (SELECT 1 FROM chosen c WHERE c.gid = b.gid)
 """
 
 
-_GRAIN = ", ".join(ALLOCATION_GRAIN)
-#: A grain of `[first, end)` held by more than one row (the table has no unique index on it,
-#: see `ALLOCATION_GRAIN`), with how many.
-GRAIN_REPEATS_SQL = f"""
-SELECT {_GRAIN}, count(*) FROM {S}.{TABLE}
-WHERE organization = :organization AND usage_date >= :first AND usage_date < :end
-GROUP BY {_GRAIN} HAVING count(*) > 1
-LIMIT 1
-"""
-
-
 def refuse_repeated_grain(conn: Connection, bounds: dict[str, Any]) -> None:
     """Raise DoubledRowsError, naming the grain, if the days of `bounds` hold two rows of one
-    grain (before the commit, so the days stored before stay)."""
-    repeated = conn.execute(text(GRAIN_REPEATS_SQL), bounds).first()
+    grain (the table has no unique index on it, see `ALLOCATION_GRAIN`); before the commit, so
+    the days stored before stay."""
+    table = CostAllocationDaily.__table__
+    assert isinstance(table, Table)
+    repeated = first_repeated_key(
+        conn,
+        table,
+        ALLOCATION_GRAIN,
+        [
+            table.c.organization == bounds["organization"],
+            table.c.usage_date >= bounds["first"],
+            table.c.usage_date < bounds["end"],
+        ],
+    )
     if repeated is not None:
         *grain, count = repeated
         named = ", ".join(f"{n}={v!r}" for n, v in zip(ALLOCATION_GRAIN, grain, strict=True))

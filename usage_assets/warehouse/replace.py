@@ -13,7 +13,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg.errors
-from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, insert, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 
 from usage_assets.errors import PayloadError
 from usage_assets.warehouse.database import refused_values_fail_as_payload
@@ -65,6 +75,23 @@ def copy_rows(
         detail = exc.diag.message_detail or str(exc)
         raise PayloadError(f"{duplicate} {detail}") from None
     return written
+
+
+def first_repeated_key(
+    conn: Connection, table: Table, key: Sequence[str], where: Sequence[ColumnElement[bool]]
+) -> tuple[Any, ...] | None:
+    """The first value of the `key` columns that more than one row of `table` matching `where`
+    holds (NULLs equal, as GROUP BY has them), with its row count last; None when every key is
+    unique. For the tables whose key is checked as they are written, not by a unique index."""
+    columns = [table.c[name] for name in key]
+    repeated = conn.execute(
+        select(*columns, func.count())
+        .where(*where)
+        .group_by(*columns)
+        .having(func.count() > 1)
+        .limit(1)
+    ).first()
+    return None if repeated is None else tuple(repeated)
 
 
 def replace_partition(

@@ -29,7 +29,11 @@ from usage_assets.warehouse.models import (
     UsageLoad,
 )
 from usage_assets.warehouse.partitions import ensure_month_partitions, flush_table_counters
-from usage_assets.warehouse.replace import partition_transaction, replace_partition
+from usage_assets.warehouse.replace import (
+    first_repeated_key,
+    partition_transaction,
+    replace_partition,
+)
 
 
 @dataclass(frozen=True)
@@ -170,17 +174,13 @@ def _refuse_duplicate_groups(
     """Raise PayloadError(`message` + the group) if a suspect hour holds a group twice."""
     if not hours:
         return
-    dims = [table.c[name] for name in endpoint.dimension_names]
-    repeated = conn.execute(
-        select(table.c.bucket_start, *dims)
-        .where(table.c.organization == organization, table.c.bucket_start.in_(hours))
-        .group_by(table.c.bucket_start, *dims)
-        .having(func.count() > 1)
-        .limit(1)
-    ).first()
+    key = ["bucket_start", *endpoint.dimension_names]
+    repeated = first_repeated_key(
+        conn, table, key, [table.c.organization == organization, table.c.bucket_start.in_(hours)]
+    )
     if repeated is not None:
-        names = ", ".join(["bucket_start", *endpoint.dimension_names])
-        values = ", ".join("NULL" if v is None else str(v) for v in repeated)
+        names = ", ".join(key)
+        values = ", ".join("NULL" if v is None else str(v) for v in repeated[:-1])
         raise PayloadError(f"{message} Key ({names})=({values}) is listed twice.")
 
 
