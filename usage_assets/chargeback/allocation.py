@@ -354,8 +354,8 @@ def refuse_repeated_grain(conn: Connection, bounds: dict[str, Any]) -> None:
         *grain, count = repeated
         named = ", ".join(f"{n}={v!r}" for n, v in zip(ALLOCATION_GRAIN, grain, strict=True))
         raise DoubledRowsError(
-            f"The allocation wrote {count} rows of one grain of {TABLE} ({named}); nothing of "
-            "the run's days was committed."
+            f"The allocation wrote {count} rows of one grain of {TABLE} ({named}); the days "
+            "of this transaction were not committed (their stored rows stay)."
         )
 
 
