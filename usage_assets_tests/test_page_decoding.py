@@ -43,8 +43,9 @@ from usage_assets.admin_api.usage import (
     UsageQuery,
     iter_usage,
     iter_usage_buckets,
+    page_buckets,
 )
-from usage_assets.admin_api.usage_pages import UsageResults, decode_usage_page
+from usage_assets.admin_api.usage_pages import PLAIN_TEXT, UsageResults, decode_usage_page
 from usage_assets.errors import PayloadError
 from usage_assets.warehouse.models import USAGE_COPY_COLUMNS
 from usage_assets_tests.test_admin_api import (
@@ -147,6 +148,58 @@ def test_unknown_envelope_fields_are_ignored_and_every_result_field_is_kept() ->
 )
 def test_what_the_fast_path_cannot_vouch_for_is_left_to_json(body: bytes) -> None:
     assert decode_usage_page(bytearray(body)) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "ensure_ascii", "plain"),
+    [
+        ("proj_a", True, True),
+        ("caf\u00e9 \U0001f600", False, True),  # as UTF-8: no escape at all
+        ("caf\u00e9", True, True),  # \u00e9
+        ('say "hi"\n\t\\', True, True),  # escapes that decode to no NUL and no surrogate
+        ("\U0001f600", True, False),  # \ud83d\ude00: a pair, but any \ud escape is checked
+        ("a\x00b", True, False),  # \u0000
+        ("\\u0000", True, False),  # a backslash then u0000: text, but the search cannot tell
+    ],
+)
+def test_a_page_is_plain_text_only_without_an_escape_to_a_nul_or_a_surrogate(
+    name: str, ensure_ascii: bool, plain: bool
+) -> None:
+    payload = page([bucket(START, [result("a", project_id=name)])])
+    decoded = decode_usage_page(bytearray(json.dumps(payload, ensure_ascii=ensure_ascii).encode()))
+
+    assert decoded is not None
+    assert decoded[PLAIN_TEXT] is plain
+    [parsed] = page_buckets(decoded, query(bucket_width="1d"))
+    assert isinstance(parsed.results, UsageResults) and parsed.results.plain_text is plain
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=6), min_size=1, max_size=4), st.booleans())
+def test_no_string_of_a_plain_text_page_holds_a_nul_or_a_surrogate(
+    names: list[str], ascii_only: bool
+) -> None:
+    results = [{**result("a", project_id=name), name: name} for name in names]
+    body = json.dumps(page([bucket(START, results)]), ensure_ascii=ascii_only)
+    decoded = decode_usage_page(bytearray(body.encode("utf-8", "surrogatepass")))
+    if decoded is None or not decoded[PLAIN_TEXT]:
+        return  # checked field by field, as before
+    for raw in decoded["data"][0]["results"]:
+        for text in _texts(msgspec.json.decode(raw)):
+            assert "\x00" not in text
+            assert not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 # ---------------------------------------------------------------- results, decoded as read
@@ -456,7 +509,8 @@ def endpoint_bucket(endpoint: UsageEndpoint, texts: list[str]) -> UsageBucket:
     )
     decoded = decode_usage_page(bytearray(body.encode())) or json.loads(body)
     q = UsageQuery(START, START + HOUR, bucket_width="1h", endpoint=endpoint)
-    return UsageBucket.parse(decoded["data"][0], q)
+    [parsed] = page_buckets(decoded, q)  # as the client parses it, plain text or not
+    return parsed
 
 
 def outcome(bucket: UsageBucket, results: Any, endpoint: UsageEndpoint) -> list[UsageRow] | str:

@@ -21,7 +21,7 @@ from usage_assets.admin_api.endpoints import (
 )
 from usage_assets.admin_api.params import encode_query_params
 from usage_assets.admin_api.transport import AdminAPIClient, bucket_envelope
-from usage_assets.admin_api.usage_pages import UsageResults, decode_usage_page
+from usage_assets.admin_api.usage_pages import PLAIN_TEXT, UsageResults, decode_usage_page
 from usage_assets.errors import PayloadError, QueryValidationError
 
 __all__ = [
@@ -183,7 +183,9 @@ class UsageBucket:
     results: Sequence[Any]
 
     @classmethod
-    def parse(cls, raw: Any, query: UsageQuery) -> UsageBucket:
+    def parse(cls, raw: Any, query: UsageQuery, plain_text: bool = False) -> UsageBucket:
+        """The bucket `raw` of a page of `query`, validated; `plain_text` says the page's
+        strings need no check (`usage_pages.PLAIN_TEXT`)."""
         start, end, results = bucket_envelope(raw, "usage")
         if not isinstance(results, list):
             raise PayloadError(f"Usage bucket {start}: 'results' is missing or not a list")
@@ -199,7 +201,7 @@ class UsageBucket:
             )
         named = "" if query.endpoint is COMPLETIONS else f"{query.endpoint.name} "
         when = dt.datetime.fromtimestamp(start, dt.UTC).isoformat()
-        return cls(start, end, UsageResults(results, f"{named}usage bucket {when}"))
+        return cls(start, end, UsageResults(results, f"{named}usage bucket {when}", plain_text))
 
     def take_results(self) -> Sequence[Any]:
         """Hand the results over, keeping none, so they are freed once the taker is done
@@ -232,11 +234,18 @@ def iter_usage_buckets(client: AdminAPIClient, query: UsageQuery) -> Iterator[Us
     `normalize.split_by_day` do)."""
     pages = client.iter_pages(query.endpoint.path, query.to_params(), fast_decode=decode_usage_page)
     for page in pages:
-        data = page["data"]
+        yield from page_buckets(page, query)
         del page
-        data.reverse()
-        while data:  # popped, so a consumed bucket is not kept alive by the page
-            yield UsageBucket.parse(data.pop(), query)
+
+
+def page_buckets(page: dict[str, Any], query: UsageQuery) -> Iterator[UsageBucket]:
+    """The buckets of one decoded page of `query`, each validated, taken out of the page as
+    they go (a consumed bucket is not kept alive by it)."""
+    data = page["data"]
+    plain_text = page.get(PLAIN_TEXT) is True
+    data.reverse()
+    while data:
+        yield UsageBucket.parse(data.pop(), query, plain_text)
 
 
 def iter_usage(client: AdminAPIClient, query: UsageQuery) -> Iterator[UsageBucket]:

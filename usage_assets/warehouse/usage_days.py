@@ -12,7 +12,7 @@ previous rows stay.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Table, func, null, sel
 from sqlalchemy.dialects.postgresql import insert
 
 from usage_assets.admin_api.endpoints import UsageEndpoint
-from usage_assets.admin_api.rows import DayRevision, DaySummary, DayTotals, UsageRow
+from usage_assets.admin_api.rows import DayRevision, DayRows, DaySummary, DayTotals, UsageRow
 from usage_assets.errors import PayloadError
 from usage_assets.warehouse.models import (
     DEFAULT_ORGANIZATION,
@@ -58,10 +58,10 @@ def replace_day(
     """Replace `summary.day`'s rows of `summary.endpoint` with `rows` in one transaction;
     returns the rows written.
 
-    `rows` may be a lazy stream that fills `summary` as it is consumed (`DaySummary.rows`).
-    The same transaction records the load in `usage_loads` (with the day's totals, summed here
-    from the rows written) and the change from the previous load in `usage_day_revisions`;
-    `summary.revision` reports it.
+    `rows` may be `summary`'s own lazy stream (`DaySummary.rows`), which fills it as the COPY
+    consumes it, or rows already built. The same transaction records the load in `usage_loads`
+    (with the totals of the rows written, counted as they pass: `DaySummary.watch`) and the
+    change from the previous load in `usage_day_revisions`; `summary.revision` reports it.
     """
     endpoint, day, organization = summary.endpoint, summary.day, summary.organization
     if organization != info.organization:  # the rows carry the summary's: one of them is wrong
@@ -76,7 +76,14 @@ def replace_day(
         table.c.bucket_start >= start,
         table.c.bucket_start < start + dt.timedelta(days=1),
     )
-    watched = _RowsWritten(endpoint)
+    # The day's figures are counted as the COPY consumes the rows: the summary's own stream
+    # counts into it; other rows (already built) into a summary of their own.
+    stream: Iterable[UsageRow]
+    if isinstance(rows, DayRows) and rows.summary is summary:
+        counted, stream = summary, rows
+    else:
+        counted = DaySummary(day, endpoint=endpoint, organization=organization)
+        stream = counted.watch(rows)
     what = f"{endpoint.name} usage day {day} ({table.fullname})"
     partition = f"{organization}/{day.isoformat()}"
     ensure_month_partitions(engine, table, day, day + dt.timedelta(days=1))
@@ -86,11 +93,11 @@ def replace_day(
             f"The {endpoint.name} Usage API listed one group twice in the same bucket of {day}; "
             "refusing the day rather than guessing which to keep."
         )
-        written = replace_partition(
-            conn, table, in_day, endpoint.copy_columns, watched.watch(rows), duplicate
+        written = replace_partition(conn, table, in_day, endpoint.copy_columns, stream, duplicate)
+        _refuse_duplicate_groups(
+            conn, table, endpoint, organization, counted.suspect_hours, duplicate
         )
-        _refuse_duplicate_groups(conn, table, endpoint, organization, watched.suspects, duplicate)
-        new = DayTotals.of(endpoint, written, watched.sums())
+        new = DayTotals.of(endpoint, written, counted.totals)
         values: dict[str, Any] = {
             "organization": organization,
             "endpoint": endpoint.name,
@@ -118,49 +125,6 @@ def replace_day(
         summary.revision = _record_revision(conn, summary, info, previous, new)
         flush_table_counters(conn)
     return written
-
-
-class _RowsWritten:
-    """Watches the rows streaming into the COPY, in one pass: the sums of the endpoint's summed
-    metrics, and a group listed twice in one hour, found with a set of the groups' hashes for
-    the current bucket only (a bucket split across pages comes as consecutive parts, see
-    `in_time_order`): a few bytes a group, where a unique index over the dimensions cost 40% of
-    the table's bytes. NULL dimensions compare equal, as they must. A repeated hash is only a
-    suspect (two groups may share a hash): `_refuse_duplicate_groups` decides in SQL once the
-    rows are in."""
-
-    def __init__(self, endpoint: UsageEndpoint) -> None:
-        columns = endpoint.copy_columns
-        self._names = endpoint.summed_metrics
-        self._at = [columns.index(name) for name in self._names]
-        self._sums = [0] * len(self._at)
-        self._first = columns.index(endpoint.dimension_names[0])
-        self._end = self._first + len(endpoint.dimension_names)
-        self._start_at = columns.index("bucket_start")
-        #: bucket_start of each hour with a repeated hash.
-        self.suspects: list[dt.datetime] = []
-
-    def watch(self, rows: Iterable[UsageRow]) -> Iterator[UsageRow]:
-        at, sums = self._at, self._sums
-        first, end, start_at = self._first, self._end, self._start_at
-        seen: set[int] = set()
-        current: dt.datetime | None = None
-        for row in rows:
-            for slot, column in enumerate(at):
-                sums[slot] += row[column] or 0
-            if row[start_at] != current:
-                seen.clear()
-                current = row[start_at]
-            group = hash(row[first:end])
-            if group in seen:
-                if not self.suspects or self.suspects[-1] != current:
-                    self.suspects.append(row[start_at])
-            else:
-                seen.add(group)
-            yield row
-
-    def sums(self) -> dict[str, int]:
-        return dict(zip(self._names, self._sums, strict=True))
 
 
 def _refuse_duplicate_groups(

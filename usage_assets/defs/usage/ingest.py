@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 
 from usage_assets.admin_api.endpoints import BUCKET_LIMITS, COMPLETIONS, UsageEndpoint
-from usage_assets.admin_api.rows import DaySummary, UsageRow, split_by_day
+from usage_assets.admin_api.rows import DaySummary, split_by_day
 from usage_assets.admin_api.transport import AdminAPIClient
 from usage_assets.admin_api.usage import UsageQuery, iter_usage_buckets
 from usage_assets.errors import AdminAPIError, IncompleteDayError
@@ -130,16 +130,10 @@ def _ingest_from(
     for summary, rows in split_by_day(buckets, endpoint, info.organization):
         yield from _days_without_buckets(engine, endpoint, expected, summary.day, info, now)
         summary.hours_begun = hours_begun(summary.day, now)
-        replace_day(engine, summary, _then_check(summary, rows), info)
+        replace_day(engine, summary, rows.then_check_complete(), info)
         expected = summary.day + dt.timedelta(days=1)
         yield summary
     yield from _days_without_buckets(engine, endpoint, expected, end_day, info, now)
-
-
-def _then_check(summary: DaySummary, rows: Iterator[UsageRow]) -> Iterator[UsageRow]:
-    """The day's rows, then its completeness check, so that it fails before the commit."""
-    yield from rows
-    summary.check_complete()
 
 
 def _days_without_buckets(
@@ -160,6 +154,6 @@ def _days_without_buckets(
             endpoint=endpoint,
             organization=info.organization,
         )
-        replace_day(engine, summary, _then_check(summary, iter(())), info)
+        replace_day(engine, summary, summary.rows(()).then_check_complete(), info)
         yield summary
         day += dt.timedelta(days=1)
