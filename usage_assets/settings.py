@@ -294,6 +294,12 @@ def lookback_days() -> int:
     return _int_setting("USAGE_LOOKBACK_DAYS", 3, 0, 30)
 
 
+def cost_workers() -> int:
+    """USAGE_COST_WORKERS: connections the cost SQL of a range of days runs on at once, each a
+    PostgreSQL backend busy for its chunk of days: about the server's cores (default 2)."""
+    return _int_setting("USAGE_COST_WORKERS", 2, 1, 32)
+
+
 def schedule_cron() -> str:
     """USAGE_SCHEDULE_CRON: when the daily run starts, in UTC (default 02:00)."""
     from dagster._utils.schedules import is_valid_cron_string  # what Dagster's schedules use
@@ -380,6 +386,7 @@ class Settings:
         metadata=_from("USAGE_FRESHNESS_DEADLINE_HOUR", freshness_deadline_hour)
     )
     step_retries: int = field(metadata=_from("USAGE_STEP_RETRIES", step_retries))
+    cost_workers: int = field(metadata=_from("USAGE_COST_WORKERS", cost_workers))
     auto_migrate: bool = field(metadata=_from("USAGE_AUTO_MIGRATE", auto_migrate))
     data_dir: Path = field(metadata=_from("USAGE_DATA_DIR", _checked_data_dir))
     embedded_port: int = field(metadata=_from("USAGE_EMBEDDED_PG_PORT", embedded_port))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import Connection, Engine, text
 
+from usage_assets.warehouse.database import engine_for
 from usage_assets.warehouse.day_chunks import day_chunks, in_day_chunks
 
 FIRST = dt.date(2025, 10, 1)
@@ -105,3 +107,35 @@ def test_a_failing_chunk_keeps_its_days_and_the_error_is_raised(scratch: Engine)
     assert sorted(after) == sorted(before)
     assert all(after[days(n)] == before[days(n)] for n in range(5, 10))  # rolled back
     assert all(after[days(n)] != before[days(n)] for n in range(5))  # recomputed, committed
+
+
+def test_the_workers_are_usage_cost_workers_read_when_the_work_runs(
+    scratch: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USAGE_COST_WORKERS", "3")
+    all_started = threading.Barrier(3, timeout=60)  # fewer connections at once never meet
+
+    def work(conn: Connection, first: dt.date, end: dt.date) -> int:
+        written = write_days(conn, first, end)
+        all_started.wait()
+        return written
+
+    assert in_day_chunks(scratch, FIRST, days(9), work) == [3, 3, 3]
+    rows = stored(scratch)
+    assert len({pid for pid, _ in rows.values()}) == 3
+
+
+def test_an_engine_has_room_for_the_workers_beside_its_callers(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USAGE_COST_WORKERS", "5")
+    fresh = engine_for.__wrapped__(engine.url.render_as_string(hide_password=False))
+    try:
+        with ExitStack() as held:
+            connections = [held.enter_context(fresh.connect()) for _ in range(2 + 5)]
+            pids = {
+                conn.execute(text("SELECT pg_backend_pid()")).scalar_one() for conn in connections
+            }
+            assert len(pids) == 7  # two a caller may hold, five workers: none waits for the pool
+    finally:
+        fresh.dispose()

@@ -45,6 +45,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "USAGE_LOOKBACK_DAYS": ("abc", "whole number"),
     "USAGE_FRESHNESS_DEADLINE_HOUR": ("24", "from 0 to 23"),
     "USAGE_STEP_RETRIES": ("-1", "whole number"),
+    "USAGE_COST_WORKERS": ("0", "from 1 to 32"),
     "USAGE_AUTO_MIGRATE": ("maybe", "true or false"),
     "USAGE_DATA_DIR": (str(README), "not a directory"),
     "USAGE_EMBEDDED_PG_PORT": ("port", "TCP port"),

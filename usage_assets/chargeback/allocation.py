@@ -363,7 +363,7 @@ def allocate_costs(
     engine: Engine, first: dt.date, end: dt.date, *, organization: str = DEFAULT_ORGANIZATION
 ) -> int:
     """Recompute `organization`'s `cost_allocation_daily` for [first, end) under the table's
-    per-day locks, in chunks of days on `COST_WORKERS` connections at once, each chunk in one
+    per-day locks, in chunks of days on USAGE_COST_WORKERS connections at once, each chunk in one
     transaction (`in_day_chunks`); returns the rows written."""
     return sum(
         in_day_chunks(

@@ -213,7 +213,7 @@ def price_usage(
     organization: str = DEFAULT_ORGANIZATION,
 ) -> SyncReport:
     """Recompute `organization`'s `project_daily_costs` for [first, end): the price snapshot
-    brought up to date first, then the days in chunks on `COST_WORKERS` connections at once,
+    brought up to date first, then the days in chunks on USAGE_COST_WORKERS connections at once,
     each chunk in one transaction (`in_day_chunks`)."""
     overrides, _ = load_price_file(inputs.override_file)  # a bad file fails before any write
     with engine.begin() as conn:

@@ -65,14 +65,19 @@ def resolve_url(explicit: str | None = None) -> str:
 
 @cache
 def engine_for(url: str) -> Engine:
-    """One pooled engine per URL and process."""
+    """One pooled engine per URL and process: two connections kept, and room for the cost
+    SQL's USAGE_COST_WORKERS more at once (`day_chunks`) beside what the caller holds."""
     connect_args = (
         {}
         if "connect_timeout" in make_url(url).query
         else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     )
     return create_engine(
-        url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=connect_args
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=settings.cost_workers(),
+        connect_args=connect_args,
     )
 
 

@@ -20,11 +20,9 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 
-T = TypeVar("T")
+from usage_assets import settings
 
-#: Connections a range of days is computed with: the cores of a small PostgreSQL server (the
-#: embedded one on a 2-CPU machine). Each is a server backend busy for the whole chunk.
-COST_WORKERS = 2
+T = TypeVar("T")
 
 
 def day_chunks(first: dt.date, end: dt.date, workers: int) -> list[tuple[dt.date, dt.date]]:
@@ -41,16 +39,18 @@ def in_day_chunks(
     first: dt.date,
     end: dt.date,
     work: Callable[[Connection, dt.date, dt.date], T],
-    workers: int = COST_WORKERS,
+    workers: int | None = None,
 ) -> list[T]:
     """`work(conn, chunk_first, chunk_end)` for each chunk of [first, end), each in its own
-    transaction on its own connection, at the same time; the results in day order."""
+    transaction on its own connection, at the same time; the results in day order. `workers`
+    defaults to USAGE_COST_WORKERS (`settings.cost_workers`: the server's cores, 2 for the
+    embedded one on a 2-CPU machine), read when the work runs."""
 
     def run(chunk: tuple[dt.date, dt.date]) -> T:
         with engine.begin() as conn:
             return work(conn, *chunk)
 
-    chunks = day_chunks(first, end, workers)
+    chunks = day_chunks(first, end, settings.cost_workers() if workers is None else workers)
     if len(chunks) == 1:
         return [run(chunks[0])]
     with ThreadPoolExecutor(len(chunks), thread_name_prefix="day-chunk") as pool:
