@@ -454,21 +454,27 @@ def measure_ingest(
     progress(f"one large day of every endpoint: warming the simulator's pages ({day})")
     page_mb, page_of = largest_page_mb(base, day)
     ingest(url, base, day, 1)  # builds the pages once; the measured runs get them from memory
-    empty_usage(engine)
-    progress("one large day into empty tables: fetch, parse, validate, write")
-    one = ingest(url, base, day, 1)
-    data_mb = one.peak_rss_mb - one.baseline_rss_mb
+    progress("one large day into empty tables: fetch, parse, validate, write (best of 2)")
+    # Timed as the floor below is (the faster of two runs), so that a busy moment of the
+    # machine in one of them does not count against one side only; memory: the larger peak.
+    runs = []
+    for _ in range(2):
+        empty_usage(engine)
+        runs.append(ingest(url, base, day, 1))
+    one = min(runs, key=lambda run: run.total_seconds)
+    heaviest = max(runs, key=lambda run: run.peak_rss_mb - run.baseline_rss_mb)
+    data_mb = heaviest.peak_rss_mb - heaviest.baseline_rss_mb
     report.add("rows in one day (every usage endpoint)", f"{one.total_rows:,}")
     report.add("  per endpoint", per_endpoint(one))
     report.add(
-        "ingest, one day",
+        "ingest, one day (best of 2)",
         f"{one.total_seconds:.1f} s, {one.total_rows / one.total_seconds:,.0f} rows/s, "
-        f"{one.requests} requests",
+        f"{one.requests} requests (the other run: {max(r.total_seconds for r in runs):.1f} s)",
     )
     report.add(
         "ingest peak RSS",
-        f"{one.peak_rss_mb:.0f} MiB: {one.baseline_rss_mb:.0f} MiB interpreter, libraries and "
-        f"connection + {data_mb:.0f} MiB of data",
+        f"{heaviest.peak_rss_mb:.0f} MiB: {heaviest.baseline_rss_mb:.0f} MiB interpreter, "
+        f"libraries and connection + {data_mb:.0f} MiB of data (the larger of the 2 runs)",
     )
     report.add("largest page", f"{page_mb:.1f} MiB ({page_of})")
 

@@ -227,7 +227,8 @@ class _ResultStruct:
     decode: Callable[[msgspec.Raw], Any]
     #: The struct's dimensions and metrics, in column order.
     values: Callable[[Any], tuple[Any, ...]]
-    #: Positions of the text dimensions in `values` (checked for a NUL or a lone surrogate).
+    #: Positions of the text dimensions in `values`, checked for a NUL or a lone surrogate (not
+    #: on a page `usage_pages.PLAIN_TEXT` vouches for).
     text_at: tuple[int, ...]
 
 
